@@ -1,0 +1,1 @@
+"""pytest glue for terrain: options, parametrisation, load-once fixtures, findings, report."""

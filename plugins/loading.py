@@ -1,0 +1,43 @@
+"""Load-once model fixtures, and the count of loads per model and worker.
+
+No CUDA is touched before the first model fixture runs (never at import or collection).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import pytest
+
+from plugins.options import settings
+from terrain.config import ModelSpec
+from terrain.devices import resolve_device
+from terrain.errors import TerrainError
+from terrain.model import LoadedModel, load_model
+
+# model name -> number of loads in this process; shipped to the controller at session end.
+LOADS: Counter[str] = Counter()
+
+
+def worker_id() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def model(request: pytest.FixtureRequest) -> LoadedModel:
+    """The model under test, loaded at most once per worker.
+
+    A model that cannot be loaded fails its own tests with one clear line; pytest caches
+    the failure, so the load is not retried for each test.
+    """
+    spec: ModelSpec = request.param
+    run = settings(request.config)
+    LOADS[spec.name] += 1
+    try:
+        device = resolve_device(run.device)
+        return load_model(spec, run.context_for(spec), device=device)
+    except TerrainError as e:
+        problem = str(e)
+    # Outside the except block, so the report shows the one line, not a chained traceback.
+    pytest.fail(f"cannot load model: {problem}", pytrace=False)

@@ -1,0 +1,129 @@
+"""Command-line options and the run's settings (models file, selection, device)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from terrain.config import ModelsConfig, ModelSpec, load_models
+from terrain.errors import ConfigError
+from terrain.selection import replica_hint, select_models
+from terrain.sources import SourceContext
+from terrain.synthetic import default_cache_dir
+
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("terrain", "terrain: geometric properties of checkpoints")
+    group.addoption(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME_OR_PATH",
+        help="model to measure: a name in the models file, a local checkpoint folder or a hub "
+        "id; repeatable (default: the entries marked 'default: true')",
+    )
+    group.addoption(
+        "--models-file",
+        default=None,
+        metavar="PATH",
+        help="models file (default: models.yaml in the rootdir)",
+    )
+    group.addoption(
+        "--device", choices=DEVICES, default="auto", help="where measures run (default: auto)"
+    )
+    group.addoption(
+        "--dtype",
+        choices=DTYPES,
+        default=None,
+        help="dtype to build modules in (overrides models.yaml)",
+    )
+    group.addoption(
+        "--findings",
+        default=None,
+        metavar="PATH",
+        help="findings JSON to write (default: findings.json beside the HTML report, or reports/)",
+    )
+    group.addoption(
+        "--terrain-cache",
+        default=None,
+        metavar="DIR",
+        help="cache of synthetic replicas (default: $TERRAIN_CACHE or ~/.cache/terrain)",
+    )
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    models: ModelsConfig
+    selected: tuple[ModelSpec, ...]
+    device: str
+    dtype: str | None
+    cache_dir: Path
+    synthetic_configs: tuple[Path, ...]
+
+    def context_for(self, spec: ModelSpec) -> SourceContext:
+        return SourceContext(
+            self.synthetic_configs, self.cache_dir, replica_hint(self.models, spec)
+        )
+
+
+_SETTINGS = pytest.StashKey[RunSettings]()
+
+
+def settings(config: pytest.Config) -> RunSettings:
+    """The run's settings, read once per process; invalid input stops the run (UsageError)."""
+    if _SETTINGS not in config.stash:
+        config.stash[_SETTINGS] = _read_settings(config)
+    return config.stash[_SETTINGS]
+
+
+def _read_settings(config: pytest.Config) -> RunSettings:
+    root = config.rootpath
+    models_file = config.getoption("models_file")
+    path = Path(models_file) if models_file else root / "models.yaml"
+    cache = config.getoption("terrain_cache")
+    try:
+        models = load_models(path)
+        selected = select_models(models, config.getoption("model"))
+    except ConfigError as e:
+        raise pytest.UsageError(str(e)) from None
+    return RunSettings(
+        models=models,
+        selected=tuple(selected),
+        device=config.getoption("device"),
+        dtype=config.getoption("dtype"),
+        cache_dir=Path(cache) if cache else default_cache_dir(),
+        synthetic_configs=_synthetic_dirs(Path(models.path).resolve().parent, root),
+    )
+
+
+def _synthetic_dirs(*roots: Path) -> tuple[Path, ...]:
+    """fixtures/configs beside the models file, in the rootdir, and in this repository."""
+    repo = Path(__file__).resolve().parents[1]
+    dirs = [r / "fixtures" / "configs" for r in (*roots, repo)]
+    return tuple(dict.fromkeys(d for d in dirs if d.is_dir()))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    settings(config)  # fail fast on a bad models file, before collection
+    if not config.getoption("htmlpath", None):
+        # A researcher's plain `pytest --model X` still ends in reports/.
+        config.option.htmlpath = str(config.rootpath / "reports" / "index.html")
+        config.option.self_contained_html = True
+    worker = getattr(config, "workerinput", None)
+    if worker is not None and "OMP_NUM_THREADS" not in os.environ:
+        # Split the cores between workers so they do not oversubscribe them.
+        share = max(1, (os.cpu_count() or 1) // int(worker.get("workercount", 1)))
+        os.environ["OMP_NUM_THREADS"] = str(share)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: no more workers than cores, nor than models (each model is one group)."""
+    cores = os.cpu_count() or 1
+    return max(1, min(cores, len(settings(config).selected)))

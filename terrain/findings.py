@@ -1,0 +1,92 @@
+"""A finding: one (model, property) measurement with its expectation, null and verdict.
+
+Plain data only, so it can cross xdist's serializer and land in findings.json as is.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from terrain.stats import Interval
+
+Verdict = Literal["pass", "fail", "no-expectation"]
+FINDINGS_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the value is compared to: a band [low, high] (either end may be open)."""
+
+    low: float | None
+    high: float | None
+    source: str | None = None
+
+    def contains(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+    def describe(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"band [{self.low:.4g}, {self.high:.4g}]"
+        if self.high is not None:
+            return f"at most {self.high:.4g}"
+        return f"at least {self.low:.4g}"
+
+
+@dataclass(frozen=True)
+class Null:
+    value: float
+    kind: str  # e.g. "random-init replica", "analytic 1/sqrt(n)", "Gaussian points"
+
+
+@dataclass(frozen=True)
+class Finding:
+    model: str
+    property: str
+    statistic: str  # what `value` is, in words
+    value: float
+    expected: Expected | None
+    null: Null | None
+    interval: Interval | None = None
+    n: int | None = None
+    seed: int | None = None
+    random_init: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @builtins.property  # the field `property` shadows the builtin in this class body
+    def verdict(self) -> Verdict:
+        if self.expected is None:
+            return "no-expectation"
+        return "pass" if self.expected.contains(self.value) else "fail"
+
+    def describe(self) -> str:
+        """One line with everything a failure message must state."""
+        parts = [
+            f"model {self.model!r}",
+            f"property {self.property!r}: {self.statistic} = {self.value:.4g}",
+        ]
+        if self.interval is not None:
+            ci = self.interval
+            parts.append(f"{ci.confidence:.0%} CI [{ci.low:.4g}, {ci.high:.4g}]")
+        if self.n is not None:
+            parts.append(f"N={self.n}")
+        head = ", ".join(parts)
+        if self.expected is None:
+            expect = "no expectation in models.yaml"
+        else:
+            where = "inside" if self.verdict == "pass" else "outside"
+            expect = f"{where} expected {self.expected.describe()}"
+            if self.expected.source:
+                expect += f" (source: {self.expected.source})"
+        null = f"null {self.null.value:.4g} ({self.null.kind})" if self.null else "no null"
+        label = " [random init]" if self.random_init else ""
+        return f"{head}; {expect}; {null}{label}"
+
+    def as_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["verdict"] = self.verdict
+        return record

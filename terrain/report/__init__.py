@@ -1,0 +1,1 @@
+"""Report rendering: plots and the findings file. No pytest here."""
