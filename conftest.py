@@ -4,6 +4,9 @@ pytest_plugins = [
     "plugins.options",
     "plugins.parametrize",
     "plugins.loading",
+    "plugins.bad_input",
     "plugins.recording",
     "plugins.html_report",
+    # for the harness self-tests in tests/plugin
+    "pytester",
 ]

@@ -28,7 +28,9 @@ def pytest_html_results_table_header(cells: list[str]) -> None:
     cells[2:2] = [f'<th class="col-terrain">{c}</th>' for c in COLUMNS]
 
 
-def pytest_html_results_table_row(report: pytest.TestReport, cells: list[str]) -> None:
+def pytest_html_results_table_row(
+    report: pytest.TestReport | pytest.CollectReport, cells: list[str]
+) -> None:
     records = decoded(report, FINDING)
     where: dict[str, str] = next(iter(decoded(report, WHERE)), {})
     if not records:

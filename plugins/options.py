@@ -111,6 +111,7 @@ def _synthetic_dirs(*roots: Path) -> tuple[Path, ...]:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "weights: reads tensors only, never builds the nn.Module")
     settings(config)  # fail fast on a bad models file, before collection
     if not config.getoption("htmlpath", None):
         # A researcher's plain `pytest --model X` still ends in reports/.

@@ -30,9 +30,10 @@ LOADS_KEY = "terrain_loads"
 Recorder = Callable[..., None]
 
 
-def decoded(report: pytest.TestReport, key: str) -> list[Any]:
+def decoded(report: pytest.TestReport | pytest.CollectReport, key: str) -> list[Any]:
     """The JSON values this plugin stored under `key` in a report's user_properties."""
-    return [json.loads(str(value)) for k, value in report.user_properties if k == key]
+    props = getattr(report, "user_properties", [])  # collection reports have none
+    return [json.loads(str(value)) for k, value in props if k == key]
 
 
 def model_info(model: LoadedModel) -> dict[str, Any]:
@@ -98,12 +99,11 @@ class FindingsCollector:
         if not places:
             return
         where = places[0]
-        if report.when == "call":
-            for record in decoded(report, FINDING):
-                self.findings.append({**record, "outcome": report.outcome})
+        records = decoded(report, FINDING) if report.when == "call" else []
+        self.findings += [{**record, "outcome": report.outcome} for record in records]
         for info in decoded(report, MODEL_INFO):
             self.models.setdefault(where["model"], info)
-        if report.failed and report.when != "call":
+        if report.failed and not records:  # the harness could not measure: not a verdict
             message = report.longreprtext.strip().splitlines()
             self.errors.append(
                 {

@@ -54,6 +54,8 @@ SKIP = (unclaimed(r"embeddings\.position_ids", "buffer of position indices, not 
 @register("bert", model_types=("bert",))
 def build(source: TensorSource, config: Mapping[str, Any]) -> Anatomy:
     name = source.name
+    shapes = source.tensor_shapes()
+    roles, left_out = classify(name, "bert", shapes, RULES, SKIP, prefixes=("bert.",))
     d_model = require_int(name, config, "hidden_size")
     n_heads = require_int(name, config, "num_attention_heads")
     dims = Dimensions(
@@ -64,8 +66,6 @@ def build(source: TensorSource, config: Mapping[str, Any]) -> Anatomy:
         vocab_size=require_int(name, config, "vocab_size"),
         layers={"encoder": require_int(name, config, "num_hidden_layers")},
     )
-    shapes = source.tensor_shapes()
-    roles, left_out = classify(name, "bert", shapes, RULES, SKIP, prefixes=("bert.",))
     for role in ("q", "k", "v", "o", "mlp_up", "mlp_down"):
         check_layer_count(name, roles, "encoder", role, dims.layers["encoder"])
     expected = {

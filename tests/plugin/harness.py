@@ -1,0 +1,57 @@
+"""Builds a throw-away project that runs the real properties/ with the real plugins."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Harness:
+    pytester: pytest.Pytester
+    cache: Path
+
+    def models(self, text: str) -> None:
+        (self.pytester.path / "models.yaml").write_text(text)
+
+    def run(self, *args: str) -> pytest.RunResult:
+        self.pytester._monkeypatch.setenv("TERRAIN_CACHE", str(self.cache))
+        self.pytester._monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        return self.pytester.runpytest_subprocess("properties", *args, timeout=300)
+
+    def findings(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(
+            (self.pytester.path / "reports" / "findings.json").read_text()
+        )
+        return data
+
+    def html(self) -> str:
+        return (self.pytester.path / "reports" / "index.html").read_text()
+
+
+def make_harness(pytester: pytest.Pytester, cache: Path) -> Harness:
+    shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
+    shutil.copytree(
+        REPO / "properties",
+        pytester.path / "properties",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    pytester.makeini(
+        """
+        [pytest]
+        addopts = -p no:cacheprovider --dist=loadgroup
+        filterwarnings =
+            error
+            ignore::FutureWarning:transformers
+            ignore::UserWarning:transformers
+            ignore::DeprecationWarning:transformers
+        """
+    )
+    return Harness(pytester, cache)
