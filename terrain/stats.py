@@ -10,6 +10,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
+_BOOTSTRAP_BATCH_VALUES = 1 << 22  # values per bootstrap batch: 32 MiB of float64
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -49,6 +51,9 @@ def bootstrap_interval(
         confidence_level=confidence,
         method="percentile",
         vectorized=True,
+        # Bound memory: scipy otherwise materialises all resamples at once
+        # (1000 x 10^5 doubles = 0.8 GB for a 10^5-simplex CV).
+        batch=max(1, _BOOTSTRAP_BATCH_VALUES // max(1, len(sample))),
         rng=np.random.default_rng(seed),
     )
     ci = result.confidence_interval
