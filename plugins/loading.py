@@ -36,7 +36,7 @@ def model(request: pytest.FixtureRequest) -> LoadedModel:
     LOADS[spec.name] += 1
     try:
         device = resolve_device(run.device)
-        return load_model(spec, run.context_for(spec), device=device)
+        return load_model(spec, run.context_for(spec), device=device, dtype=run.dtype)
     except TerrainError as e:
         problem = str(e)
     # Outside the except block, so the report shows the one line, not a chained traceback.

@@ -146,3 +146,43 @@ class Checkpoint:
         _ = self.config
         _ = self._handles
         _ = self._shapes
+
+
+def build_module(
+    checkpoint: Checkpoint, *, dtype: str, device: str, trust_remote_code: bool
+) -> Any:
+    """The checkpoint's nn.Module in eval mode: the class named in config.json's
+    `architectures` when transformers has it, else AutoModel. Safetensors only."""
+    import transformers
+
+    names = checkpoint.config.get("architectures") or []
+    cls = getattr(transformers, names[0], None) if names else None
+    loader = cls if cls is not None else transformers.AutoModel
+    try:
+        module = loader.from_pretrained(
+            checkpoint.path,
+            dtype=getattr(torch, dtype),
+            trust_remote_code=trust_remote_code,
+            use_safetensors=True,
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(
+            f"model {checkpoint.name!r}: transformers cannot build the module from "
+            f"{str(checkpoint.path)!r}: {e}"
+        ) from None
+    return module.to(device).eval()
+
+
+def load_tokenizer(checkpoint: Checkpoint, trust_remote_code: bool) -> Any:
+    """The folder's tokenizer, or False when it ships none (replicas, weights-only folders)."""
+    files = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model")
+    if not any((checkpoint.path / f).is_file() for f in files):
+        return False
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(checkpoint.path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(
+            f"model {checkpoint.name!r}: cannot load the tokenizer in {str(checkpoint.path)!r}: {e}"
+        ) from None

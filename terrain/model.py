@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from terrain.anatomy import Anatomy, build_anatomy
-from terrain.checkpoint import Checkpoint
+from terrain.checkpoint import Checkpoint, build_module, load_tokenizer
 from terrain.config import ModelSpec
 from terrain.sources import SYNTHETIC_SEED, ResolvedSource, SourceContext, resolve
 from terrain.synthetic import random_init_replica
@@ -20,7 +21,10 @@ class LoadedModel:
     anatomy: Anatomy
     device: str
     cache_dir: Path
+    dtype: str | None = None  # --dtype, else models.yaml `dtype`, else float32
     _null: LoadedModel | None = field(default=None, repr=False)
+    _modules: dict[str, Any] = field(default_factory=dict, repr=False)
+    _tokenizer: Any = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -29,6 +33,27 @@ class LoadedModel:
     @property
     def random_init(self) -> bool:
         return self.source.random_init
+
+    def module(self, dtype: str | None = None) -> Any:
+        """The nn.Module (eval mode, on this model's device), built once per dtype.
+
+        Only forward properties call this; weights-only properties never build it.
+        """
+        chosen = dtype or self.dtype or "float32"
+        if chosen not in self._modules:
+            self._modules[chosen] = build_module(
+                self.checkpoint,
+                dtype=chosen,
+                device=self.device,
+                trust_remote_code=self.spec.trust_remote_code,
+            )
+        return self._modules[chosen]
+
+    def tokenizer(self) -> Any | None:
+        """The checkpoint's tokenizer, or None when the folder ships none (e.g. replicas)."""
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.checkpoint, self.spec.trust_remote_code)
+        return self._tokenizer or None
 
     def null(self) -> LoadedModel:
         """A seeded random-init replica of this model's config (itself when already random).
@@ -44,20 +69,29 @@ class LoadedModel:
             )
             src = ResolvedSource(label, f"null-of:{self.spec.source}", "synthetic", path, True)
             null_spec = ModelSpec(name=label, source=src.source, family=self.anatomy.family)
-            self._null = open_model(null_spec, src, device=self.device, cache_dir=self.cache_dir)
+            self._null = open_model(
+                null_spec, src, device=self.device, cache_dir=self.cache_dir, dtype=self.dtype
+            )
         return self._null
 
 
 def open_model(
-    spec: ModelSpec, source: ResolvedSource, *, device: str, cache_dir: Path
+    spec: ModelSpec,
+    source: ResolvedSource,
+    *,
+    device: str,
+    cache_dir: Path,
+    dtype: str | None = None,
 ) -> LoadedModel:
     checkpoint = Checkpoint(source.path, name=spec.name)
     checkpoint.validate()
     anatomy = build_anatomy(checkpoint, checkpoint.config, spec.family)
-    return LoadedModel(spec, source, checkpoint, anatomy, device, cache_dir)
+    return LoadedModel(spec, source, checkpoint, anatomy, device, cache_dir, dtype or spec.dtype)
 
 
-def load_model(spec: ModelSpec, ctx: SourceContext, *, device: str) -> LoadedModel:
+def load_model(
+    spec: ModelSpec, ctx: SourceContext, *, device: str, dtype: str | None = None
+) -> LoadedModel:
     """Resolve, open and map one model; any TerrainError names the model and the fix."""
     source = resolve(spec.name, spec.source, ctx)
-    return open_model(spec, source, device=device, cache_dir=ctx.cache_dir)
+    return open_model(spec, source, device=device, cache_dir=ctx.cache_dir, dtype=dtype)
