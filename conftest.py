@@ -5,7 +5,9 @@ pytest_plugins = [
     "plugins.parametrize",
     "plugins.loading",
     "plugins.bad_input",
+    "plugins.baselines",
     "plugins.recording",
+    "plugins.collector",
     "plugins.html_report",
     # for the harness self-tests in tests/plugin
     "pytester",

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from plugins.recording import FINDING, WHERE, collector, decoded
+from plugins.collector import collector
+from plugins.recording import FINDING, WHERE, decoded
 from terrain.report.html import (
     cell,
     details_block,

@@ -114,8 +114,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "weights: reads tensors only, never builds the nn.Module")
     settings(config)  # fail fast on a bad models file, before collection
     if not config.getoption("htmlpath", None):
-        # A researcher's plain `pytest --model X` still ends in reports/.
-        config.option.htmlpath = str(config.rootpath / "reports" / "index.html")
+        # A researcher's plain `pytest --model X` still ends in reports/: the findings page
+        # is index.html (plugins/collector.py), pytest-html's test log is tests.html.
+        config.option.htmlpath = str(config.rootpath / "reports" / "tests.html")
         config.option.self_contained_html = True
     worker = getattr(config, "workerinput", None)
     if worker is not None and "OMP_NUM_THREADS" not in os.environ:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from terrain.anatomy import family_names
+from terrain.baselines import DEFAULT_TOLERANCES, Tolerance, tolerance_for
 from terrain.errors import ConfigError
 from terrain.measures.sparsity import THRESHOLDS as SPARSITY_THRESHOLDS
 from terrain.suggest import did_you_mean, known
@@ -93,6 +94,13 @@ class Expectations(_Strict):
     simplex_cv: SimplexCVExpect | None = None
 
 
+class ToleranceSpec(_Strict):
+    """How far a value may move from its baseline: |new − old| ≤ abs + rel·|old|."""
+
+    abs: Annotated[float, Field(ge=0.0)] = 0.0
+    rel: Annotated[float, Field(ge=0.0)] = 0.0
+
+
 class ModelSpec(_Strict):
     name: str
     source: Annotated[str, Field(min_length=1)]
@@ -102,6 +110,23 @@ class ModelSpec(_Strict):
     default: bool = False
     description: str | None = None
     expect: Expectations = Expectations()
+    # Per-property baseline tolerances; properties not named keep their defaults.
+    tolerances: Mapping[str, ToleranceSpec] = {}
+
+    @field_validator("tolerances")
+    @classmethod
+    def _known_properties(cls, value: Mapping[str, ToleranceSpec]) -> Mapping[str, ToleranceSpec]:
+        for name in value:
+            if name not in DEFAULT_TOLERANCES:
+                raise ValueError(
+                    f"unknown property {name!r}{did_you_mean(name, DEFAULT_TOLERANCES)}; "
+                    f"known: {known(DEFAULT_TOLERANCES)}"
+                )
+        return value
+
+    def tolerance(self, prop: str) -> Tolerance:
+        spec = self.tolerances.get(prop)
+        return tolerance_for(prop, {prop: Tolerance(spec.abs, spec.rel)} if spec else {})
 
     @field_validator("family")
     @classmethod

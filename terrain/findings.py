@@ -56,6 +56,11 @@ class Finding:
     seed: int | None = None
     random_init: bool = False
     details: dict[str, Any] = field(default_factory=dict)
+    # Extra values recorded in baselines beside `value` (e.g. per-role fractions).
+    tracked: dict[str, float] = field(default_factory=dict)
+    # Version of the measure's definition: bump it when the definition changes, so
+    # baselines recorded under the old one are reported stale instead of compared.
+    version: int = 1
 
     @builtins.property  # the field `property` shadows the builtin in this class body
     def verdict(self) -> Verdict:

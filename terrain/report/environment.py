@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import platform
 import subprocess
 from importlib import metadata
@@ -21,6 +22,7 @@ PACKAGES = (
 )
 
 
+@functools.cache
 def package_versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for name in PACKAGES:
@@ -31,6 +33,7 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+@functools.cache
 def git_commit(root: Path) -> str | None:
     try:
         done = subprocess.run(

@@ -21,10 +21,12 @@ class Harness:
     def models(self, text: str) -> None:
         (self.pytester.path / "models.yaml").write_text(text)
 
-    def run(self, *args: str) -> pytest.RunResult:
+    def run(self, *args: str, baselines: bool = False) -> pytest.RunResult:
+        """Run the property suite; baselines are off unless a test is about them."""
         self.pytester._monkeypatch.setenv("TERRAIN_CACHE", str(self.cache))
         self.pytester._monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-        return self.pytester.runpytest_subprocess("properties", *args, timeout=300)
+        flags = () if baselines else ("--no-baselines",)
+        return self.pytester.runpytest_subprocess("properties", *flags, *args, timeout=300)
 
     def findings(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(
@@ -32,8 +34,13 @@ class Harness:
         )
         return data
 
-    def html(self) -> str:
+    def page(self) -> str:
+        """The findings page (reports/index.html)."""
         return (self.pytester.path / "reports" / "index.html").read_text()
+
+    def test_log(self) -> str:
+        """pytest-html's page (reports/tests.html)."""
+        return (self.pytester.path / "reports" / "tests.html").read_text()
 
 
 def make_harness(pytester: pytest.Pytester, cache: Path) -> Harness:

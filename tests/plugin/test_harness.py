@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import torch
@@ -53,7 +54,10 @@ def test_load_counter_sees_repeated_loads(harness: Harness) -> None:
 
 def test_findings_file_carries_values_nulls_and_provenance(harness: Harness) -> None:
     harness.models(TINY)
-    harness.run().assert_outcomes(passed=2, skipped=6)
+    harness.run("--junitxml=reports/junit.xml").assert_outcomes(passed=2, skipped=6)
+    junit = ElementTree.parse(harness.pytester.path / "reports" / "junit.xml")
+    values = {p.get("value") for p in junit.iter("property") if p.get("name") == "terrain.value"}
+    assert len(values) >= 6  # every measured finding carries its value into the JUnit XML
     doc = harness.findings()
     assert doc["schema_version"] == 1
     assert doc["environment"]["packages"]["torch"]
@@ -75,10 +79,19 @@ def test_findings_file_carries_values_nulls_and_provenance(harness: Harness) -> 
     assert len(t5["fingerprint"]) == 64
     assert t5["census"]["claimed"] == t5["census"]["tensors"]
     assert doc["errors"] == []
-    html = harness.html()
+    assert doc["verdict"] == {
+        "status": "pass",
+        "failed_properties": [],
+        "harness_errors": [],
+        "exit_code": 0,
+    }
+    log = harness.test_log()
     for column in ("Model", "Property", "Value", "Expected", "Null", "CI", "Verdict"):
-        assert f">{column}</th>" in html
-    assert 'id="terrain-models"' in html
+        assert f">{column}</th>" in log
+    page = harness.page()
+    assert '<h2 id="matrix">Findings matrix</h2>' in page
+    assert page.count("data:image/png;base64,") == 6  # 3 plots per model: sparsity, cosine, volumes
+    assert 'tiny-t5</a> <span class="random">[random init]</span>' in page
 
 
 def test_value_outside_band_fails_with_full_message(harness: Harness) -> None:
@@ -187,7 +200,8 @@ def test_broken_models_fail_alone_and_the_rest_is_reported(
     }
     for model, fragment in expected.items():
         assert any(m == model and fragment in msg for m, msg in messages), (model, messages)
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert result.ret == 6  # the harness could not measure some models; no property failed
+    assert doc["verdict"]["status"] == "harness-error"
     assert torch.isfinite(
         load_file(str(tiny_bert / "model.safetensors"))["embeddings.word_embeddings.weight"]
     ).all()
@@ -198,6 +212,6 @@ def test_strings_from_models_are_escaped_in_the_report(harness: Harness) -> None
         'models:\n  "<script>alert(1)</script>":\n    source: synthetic:bert-tiny\n    default: true\n'
     )
     harness.run().assert_outcomes(passed=1, skipped=3)
-    html = harness.html()
-    assert "<script>alert(1)</script>" not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    for html in (harness.page(), harness.test_log()):
+        assert "<script>alert(1)</script>" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html

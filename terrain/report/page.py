@@ -1,0 +1,99 @@
+"""The findings page: one self-contained HTML file (CSS inline, plots as data URIs).
+
+Rendered by Jinja2 with autoescaping on, so every string from a model, config or file
+is escaped; only the base64 PNGs produced by terrain.report.plots go in unescaped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from terrain.report.html import expected_text, fmt, interval_text, null_text
+
+STATUSES = ("pass", "fail", "regressed", "measured", "not-applicable", "skipped", "error")
+
+
+@dataclass(frozen=True)
+class PropertySection:
+    test: str
+    name: str
+    claim: str
+    rows: list[dict[str, Any]]
+    evidence: list[dict[str, str]]
+
+
+def _env() -> Environment:
+    env = Environment(
+        loader=PackageLoader("terrain.report", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["fmt"] = fmt
+    return env
+
+
+def render_page(
+    *,
+    title: str,
+    verdict: Mapping[str, Any],
+    environment: Mapping[str, Any],
+    models: Mapping[str, Mapping[str, Any]],
+    findings: Sequence[Mapping[str, Any]],
+    cells: Mapping[tuple[str, str], Mapping[str, Any]],
+    claims: Mapping[str, str],
+    evidence: Mapping[tuple[str, str], Sequence[Mapping[str, str]]],
+    errors: Sequence[Mapping[str, Any]],
+    tests_page: str | None,
+) -> str:
+    tests = sorted({t for _, t in cells}, key=_test_order(findings))
+    names = {f["test"]: f["property"] for f in findings}
+    sections = []
+    for test in tests:
+        rows = [
+            {
+                **f,
+                "expected_text": expected_text(f),
+                "null_text": null_text(f),
+                "interval_text": interval_text(f),
+                "cell": cells.get((f["model"], test), {}),
+            }
+            for f in findings
+            if f["test"] == test
+        ]
+        plots = [{"model": m, **e} for m in models for e in evidence.get((m, test), [])]
+        sections.append(
+            PropertySection(test, names.get(test, test), claims.get(test, ""), rows, plots)
+        )
+    template = _env().get_template("findings.html.j2")
+    return template.render(
+        title=title,
+        verdict=verdict,
+        environment=environment,
+        models=models,
+        tests=tests,
+        names=names,
+        cells=cells,
+        sections=sections,
+        errors=errors,
+        statuses=STATUSES,
+        tests_page=tests_page,
+    )
+
+
+def _test_order(findings: Sequence[Mapping[str, Any]]) -> Any:
+    order = {
+        f["test"]: i
+        for i, f in reversed(list(enumerate(sorted(findings, key=lambda f: f["property"]))))
+    }
+    return lambda t: (order.get(t, len(order)), t)
+
+
+def write_page(path: Path, html: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html, encoding="utf-8")
