@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 from terrain.anatomy import Anatomy, build_anatomy
 from terrain.checkpoint import Checkpoint, build_module, load_tokenizer
@@ -25,6 +28,7 @@ class LoadedModel:
     _null: LoadedModel | None = field(default=None, repr=False)
     _modules: dict[str, Any] = field(default_factory=dict, repr=False)
     _tokenizer: Any = field(default=None, repr=False)
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -48,6 +52,12 @@ class LoadedModel:
                 trust_remote_code=self.spec.trust_remote_code,
             )
         return self._modules[chosen]
+
+    def memo(self, key: str, compute: Callable[[], T]) -> T:
+        """Compute once per worker and model (e.g. a streaming pass several properties share)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]  # type: ignore[no-any-return]
 
     def tokenizer(self) -> Any | None:
         """The checkpoint's tokenizer, or None when the folder ships none (e.g. replicas)."""
