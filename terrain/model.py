@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-T = TypeVar("T")
-
 from terrain.anatomy import Anatomy, build_anatomy
 from terrain.checkpoint import Checkpoint, build_module, load_tokenizer
 from terrain.config import ModelSpec
 from terrain.sources import SYNTHETIC_SEED, ResolvedSource, SourceContext, resolve
 from terrain.synthetic import random_init_replica
+
+T = TypeVar("T")
 
 
 @dataclass
