@@ -48,6 +48,8 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "crosslayer_corr": Tolerance(abs=0.01),
     # Sampled: compared within the combined confidence interval, plus this margin.
     "simplex_cv": Tolerance(abs=0.0),
+    # Counts of the checkpoint's own tensors: any change is a different architecture.
+    "anatomy_census": Tolerance(abs=0.0),
 }
 FALLBACK_TOLERANCE = Tolerance(abs=1e-9, rel=1e-6)
 

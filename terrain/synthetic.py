@@ -96,19 +96,28 @@ def _build(config: Mapping[str, Any], seed: int, out: Path, label: str) -> None:
     model_type = clean.pop("model_type", None)
     if not isinstance(model_type, str):
         raise SourceError(f"synthetic model {label!r}: config has no 'model_type'")
-    try:
-        hf_config = transformers.AutoConfig.for_model(model_type, **clean)
-    except (ValueError, KeyError) as e:
-        raise SourceError(
-            f"synthetic model {label!r}: transformers cannot build config: {e}"
-        ) from None
-    architectures = clean.get("architectures") or []
-    cls = getattr(transformers, architectures[0], None) if architectures else None
-    torch.manual_seed(seed)
-    with torch.device("cpu"):
-        build = cls if cls is not None else transformers.AutoModel.from_config
-        model = build(hf_config)
-    model.save_pretrained(out)
+    if model_type == "open_clip":  # not a transformers model: tensors written by name
+        from terrain.anatomy.open_clip import write_random_init
+        from terrain.errors import AnatomyError
+
+        try:
+            write_random_init({"model_type": model_type, **clean}, seed, out, label)
+        except AnatomyError as e:
+            raise SourceError(f"synthetic model {label!r}: {e}") from None
+    else:
+        try:
+            hf_config = transformers.AutoConfig.for_model(model_type, **clean)
+        except (ValueError, KeyError) as e:
+            raise SourceError(
+                f"synthetic model {label!r}: transformers cannot build config: {e}"
+            ) from None
+        architectures = clean.get("architectures") or []
+        cls = getattr(transformers, architectures[0], None) if architectures else None
+        torch.manual_seed(seed)
+        with torch.device("cpu"):
+            build = cls if cls is not None else transformers.AutoModel.from_config
+            model = build(hf_config)
+        model.save_pretrained(out)
     provenance = {
         "random_init": True,
         "label": label,

@@ -8,7 +8,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from terrain.anatomy import bert, t5  # noqa: F401  (registration side effect)
+from terrain.anatomy import (  # noqa: F401  (registration side effect)
+    bert,
+    clip,
+    dinov2,
+    gpt2,
+    llama,
+    olmo3,
+    open_clip,
+    qwen3,
+    qwen3_5,
+    t5,
+)
 from terrain.anatomy.base import Anatomy, TensorRole, TensorSource
 from terrain.anatomy.registry import family_for_config, family_names, get_family
 

@@ -3,6 +3,59 @@
 An adapter maps each tensor name to a `TensorRole` (stack, layer, role, kind)
 or lists it as deliberately unclaimed with a reason. Nothing is skipped
 silently: a name that is neither is an AnatomyError naming the tensor.
+
+Stacks: "encoder", "decoder" (a decoder-only LM's layers too), "vision" and "text"
+(the towers of CLIP-like models and of a VLM's image encoder), "embeddings" (tables
+shared by the whole model) and "head" (task and projection heads). Per-layer roles
+carry the layer index; a stack's own embeddings and final norm carry none.
+
+Roles, and the families they appear in:
+
+    q k v o                      self-attention (every family; Qwen3.5: its full-attention
+                                 layers only; GPT-2, open_clip and the Qwen3.5 vision tower
+                                 store q, k and v fused and are split on read)
+    xq xk xv xo                  cross-attention (T5 decoder)
+    q_norm k_norm                RMS gain on queries/keys before RoPE: per head, size d_head
+                                 (Qwen3, Qwen3.5), or over all heads at once, size
+                                 n_heads·d_head and n_kv_heads·d_head (OLMo-3)
+    attn_gate                    Qwen3.5 full attention: per-head sigmoid output gate, stored
+                                 interleaved with q in q_proj (q reads rows 0:d_head of each
+                                 2·d_head block, attn_gate the other half)
+    linear_q linear_k linear_v   Qwen3.5 gated delta net (linear attention) layers: split
+                                 from the fused in_proj_qkv; never returned as q/k/v
+    linear_gate linear_beta      in_proj_z (output gate), in_proj_b (update rate β),
+    linear_decay                 in_proj_a (decay input)
+    linear_conv linear_norm      depthwise causal conv over the q/k/v channels; gated RMS
+                                 norm of the output (per value head)
+    linear_dt_bias linear_a_log  decay parameters: softplus bias and log of A
+    linear_o                     out_proj of the linear-attention mixer
+    mlp_up mlp_gate mlp_down     feed-forward (mlp_gate in gated MLPs: T5 v1.1/UMT5 wi_0,
+                                 Llama/Qwen/OLMo gate_proj, DINOv2 SwiGLU first half)
+    norm_attn norm_mlp           pre-norms of the attention and MLP sublayers (BERT: the
+                                 post-sublayer LayerNorms, as BERT is post-LN)
+    norm_cross                   T5 decoder cross-attention pre-norm
+    norm_attn_post norm_mlp_post OLMo-3 post-norms on the attention/MLP outputs
+    norm_final norm_embed        closing norm of a stack; norm on the embeddings (BERT
+                                 LayerNorm, CLIP pre_layrnorm, open_clip ln_pre)
+    layer_scale_attn             per-channel residual scales (DINOv2 layer_scale1/2,
+    layer_scale_mlp              open_clip ls_1/ls_2)
+    embed_tokens embed_positions token and learned position tables; embed_token_type (BERT)
+    embed_token_type
+    patch_embed cls_token        image patch projection (conv) and class token (DINOv2, CLIP,
+                                 open_clip, Qwen3.5 vision)
+    position_bias                T5 relative-position bias (buckets x heads)
+    merger_norm merger_up        Qwen3.5 vision-to-text patch merger
+    merger_down
+    lm_head                      output projection to the vocabulary (when stored untied)
+    vision_proj text_proj        CLIP / open_clip projections into the joint space
+    logit_scale                  CLIP / open_clip contrastive temperature
+    pooler lm_transform lm_norm  BERT task heads; classifier (DINOv2)
+    lm_bias nsp classifier
+
+Fused tensors: one stored tensor may give several roles. A `TensorRole` then says how
+its role is taken out of the stored tensor (`transpose`, then `rows`, optionally within
+every `period` rows); `Anatomy.read` applies it, so every weight reads (out, in) like
+`nn.Linear`. The census counts each stored tensor once and each role's slice apart.
 """
 
 from __future__ import annotations
@@ -10,7 +63,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import torch
@@ -20,6 +73,7 @@ from terrain.errors import AnatomyError
 # Canonical role names. Self-attention q/k/v/o, cross-attention xq/xk/xv/xo.
 SELF_ATTENTION = ("q", "k", "v", "o")
 CROSS_ATTENTION = ("xq", "xk", "xv", "xo")
+LINEAR_ATTENTION = ("linear_q", "linear_k", "linear_v", "linear_o")
 
 
 class TensorSource(Protocol):
@@ -35,18 +89,71 @@ class TensorSource(Protocol):
 
 @dataclass(frozen=True)
 class TensorRole:
-    """One tensor's place in the architecture."""
+    """One tensor's place in the architecture, and how to take it out of the stored tensor.
+
+    A plain tensor is read as stored. A fused one (GPT-2 `c_attn`, open_clip
+    `in_proj_weight`) gives several roles: the stored tensor is transposed when
+    `transpose` (Conv1D stores (in, out)), then rows [start, stop) are taken along axis 0;
+    with `period`, the rows are taken within every block of `period` rows (per-head
+    interleaving, e.g. Qwen3.5's q_proj holding [q_h | gate_h] for each head h).
+    """
 
     tensor: str
-    stack: str  # "encoder", "decoder", "embeddings", "head"
+    stack: str  # "encoder", "decoder", "vision", "text", "embeddings", "head"
     role: str  # canonical role, e.g. "q", "mlp_up", "embed_tokens"
     kind: str  # "weight" or "bias"
     layer: int | None = None
+    transpose: bool = False
+    rows: tuple[int, int] | None = None
+    period: int | None = None
+
+    @property
+    def is_view(self) -> bool:
+        return self.transpose or self.rows is not None
+
+    def shape(self, stored: Sequence[int]) -> tuple[int, ...]:
+        """The role's shape, given the stored tensor's shape."""
+        dims = list(stored)
+        if self.transpose and len(dims) >= 2:
+            dims[0], dims[1] = dims[1], dims[0]
+        if self.rows is not None and dims:
+            start, stop = self.rows
+            blocks = dims[0] // self.period if self.period else 1
+            dims[0] = (stop - start) * blocks
+        return tuple(dims)
+
+    def take(self, stored: torch.Tensor) -> torch.Tensor:
+        """The role's values out of the stored tensor (a copy only when it is a view)."""
+        out = stored
+        if self.transpose and out.dim() >= 2:
+            out = out.transpose(0, 1)
+        if self.rows is not None:
+            start, stop = self.rows
+            if self.period:
+                rest = out.shape[1:]
+                out = out.reshape(-1, self.period, *rest)[:, start:stop].reshape(-1, *rest)
+            else:
+                out = out[start:stop]
+        return out.contiguous() if self.is_view else out
+
+    def describe_view(self) -> str:
+        """How the role is taken out of the stored tensor, in words ('' when read as stored)."""
+        parts = []
+        if self.transpose:
+            parts.append("transposed")
+        if self.rows is not None:
+            where = f"rows {self.rows[0]}:{self.rows[1]}"
+            parts.append(f"{where} of every {self.period}" if self.period else where)
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
 class Dimensions:
-    """What the config says the checkpoint must contain."""
+    """What the config says the checkpoint must contain.
+
+    Two-tower models (CLIP) give the widths of the vision tower here; every stack's
+    shapes are still checked against its own tower's config.
+    """
 
     d_model: int
     n_heads: int
@@ -54,6 +161,14 @@ class Dimensions:
     d_ff: int
     vocab_size: int
     layers: Mapping[str, int]  # stack -> number of layers
+    n_kv_heads: int = 0  # key/value heads (GQA); 0 means n_heads and is filled in
+    # stack -> one type per layer ("full_attention", "sliding_attention",
+    # "linear_attention"), only where the config has them
+    layer_types: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.n_kv_heads == 0:
+            object.__setattr__(self, "n_kv_heads", self.n_heads)
 
 
 @dataclass(frozen=True)
@@ -66,8 +181,14 @@ class Rule:
     kind: str | None = None  # None: taken from the name's last component
 
 
-def rule(pattern: str, stack: str, role: str | Callable[[re.Match[str]], str]) -> Rule:
-    return Rule(re.compile(pattern), stack, role)
+def rule(
+    pattern: str,
+    stack: str,
+    role: str | Callable[[re.Match[str]], str],
+    *,
+    kind: str | None = None,
+) -> Rule:
+    return Rule(re.compile(pattern), stack, role, kind)
 
 
 @dataclass(frozen=True)
@@ -118,6 +239,11 @@ class Anatomy:
             r for s in sorted({k[0] for k in self._by_role}) for r in self.layers(s, role, kind)
         ]
 
+    def layer_type(self, stack: str, layer: int) -> str | None:
+        """The config's type of one layer ("full_attention", ...), None where it has none."""
+        types = self.dims.layer_types.get(stack)
+        return types[layer] if types is not None and 0 <= layer < len(types) else None
+
     def token_embedding(self) -> TensorRole:
         # A shared table lives in stack "embeddings"; per-stack copies (tied) come after it.
         found = self.layers("embeddings", "embed_tokens") or self.find("embed_tokens")
@@ -126,25 +252,31 @@ class Anatomy:
         return found[0]
 
     def read(self, entry: TensorRole, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        return self.source.tensor(entry.tensor, dtype)
+        """The role's values: the stored tensor, or its slice/transpose for a fused one."""
+        return entry.take(self.source.tensor(entry.tensor, dtype))
 
     def census(self) -> dict[str, Any]:
-        """Counts of every tensor and parameter by role, plus the unclaimed list with reasons."""
+        """Counts of every tensor and parameter by role, plus the unclaimed list with reasons.
+
+        `tensors` and `claimed` count stored tensors (a fused tensor once); `by_role`
+        counts each role's slices, so a fused QKV shows in q, k and v.
+        """
         shapes = self.source.tensor_shapes()
         by_role: Counter[str] = Counter()
         params: Counter[str] = Counter()
         for r in self.roles:
             key = f"{r.stack}.{r.role}.{r.kind}"
             by_role[key] += 1
-            params[key] += _numel(shapes[r.tensor])
-        return {
+            params[key] += _numel(r.shape(shapes[r.tensor]))
+        out: dict[str, Any] = {
             "family": self.family,
             "tensors": len(shapes),
-            "claimed": len(self.roles),
+            "claimed": len({r.tensor for r in self.roles}),
             "unclaimed": dict(sorted(self.unclaimed.items())),
             "parameters": sum(_numel(s) for s in shapes.values()),
             "layers": dict(self.dims.layers),
             "heads": self.dims.n_heads,
+            "kv_heads": self.dims.n_kv_heads,
             "d_model": self.dims.d_model,
             "d_head": self.dims.d_head,
             "d_ff": self.dims.d_ff,
@@ -152,6 +284,9 @@ class Anatomy:
                 k: {"tensors": by_role[k], "parameters": params[k]} for k in sorted(by_role)
             },
         }
+        if self.dims.layer_types:
+            out["layer_types"] = {k: list(v) for k, v in sorted(self.dims.layer_types.items())}
+        return out
 
 
 def _numel(shape: Sequence[int]) -> int:
@@ -213,6 +348,64 @@ def _match_rule(name: str, bare: str, rules: Sequence[Rule]) -> TensorRole | Non
     return None
 
 
+def split_rows(
+    model_name: str,
+    shapes: Mapping[str, tuple[int, ...]],
+    entry: TensorRole,
+    parts: Sequence[tuple[str, int]],
+    *,
+    transpose: bool = False,
+    period: int | None = None,
+    what: str,
+) -> list[TensorRole]:
+    """One fused tensor -> one TensorRole per (role, rows) part, in order along its out axis.
+
+    The parts' sizes must add up to the stored out axis (per `period` block when given);
+    anything else fails naming the tensor, its shape and the expected split.
+    """
+    fused = replace(entry, transpose=transpose)
+    out_axis = fused.shape(shapes[entry.tensor])[0]
+    total = sum(size for _, size in parts)
+    block = period if period else total
+    spelled = " + ".join(f"{role} {size}" for role, size in parts)
+    if block != total or out_axis % block != 0 or (period is None and out_axis != total):
+        raise AnatomyError(
+            f"model {model_name!r}: fused tensor {entry.tensor!r} has shape "
+            f"{list(shapes[entry.tensor])}, its output axis of {out_axis} cannot be split into "
+            f"{spelled}{f' rows per block of {period}' if period else ''} ({what})"
+        )
+    roles: list[TensorRole] = []
+    start = 0
+    for role, size in parts:
+        roles.append(replace(fused, role=role, rows=(start, start + size), period=period))
+        start += size
+    return roles
+
+
+def split_equal(
+    model_name: str,
+    shapes: Mapping[str, tuple[int, ...]],
+    entry: TensorRole,
+    roles: Sequence[str],
+    *,
+    transpose: bool = False,
+    what: str,
+) -> list[TensorRole]:
+    """A fused tensor of len(roles) equal parts (e.g. q, k, v), split in that order."""
+    out_axis = replace(entry, transpose=transpose).shape(shapes[entry.tensor])[0]
+    n = len(roles)
+    if out_axis % n != 0:
+        raise AnatomyError(
+            f"model {model_name!r}: fused tensor {entry.tensor!r} has shape "
+            f"{list(shapes[entry.tensor])}: its output axis of {out_axis} is not divisible by "
+            f"{n}, expected {n} equal parts {', '.join(roles)} ({what})"
+        )
+    size = out_axis // n
+    return split_rows(
+        model_name, shapes, entry, [(r, size) for r in roles], transpose=transpose, what=what
+    )
+
+
 def check_shape(
     model_name: str,
     shapes: Mapping[str, tuple[int, ...]],
@@ -220,26 +413,99 @@ def check_shape(
     expected: tuple[int, ...],
     what: str,
 ) -> None:
-    """Fail with the tensor's name when its shape disagrees with the config."""
-    got = tuple(shapes[entry.tensor])
-    if got != expected:
+    """Fail naming the tensor when its shape (as the role reads it) disagrees with the config."""
+    got = entry.shape(shapes[entry.tensor])
+    if got != tuple(expected):
+        view = entry.describe_view()
+        how = f" ({entry.role}: {view} of stored {list(shapes[entry.tensor])})" if view else ""
         raise AnatomyError(
-            f"model {model_name!r}: tensor {entry.tensor!r} has shape {list(got)}, "
+            f"model {model_name!r}: tensor {entry.tensor!r}{how} has shape {list(got)}, "
             f"expected {list(expected)} ({what})"
         )
 
 
+ShapeKey = str | tuple[str, str]
+
+
+def check_shapes(
+    model_name: str,
+    family: str,
+    shapes: Mapping[str, tuple[int, ...]],
+    roles: Iterable[TensorRole],
+    expected: Mapping[ShapeKey, tuple[int, ...]],
+) -> None:
+    """Check every role with an expectation, keyed (stack, role) or role; biases by out size.
+
+    A weight's expectation also fixes its bias: a bias of the same role must be
+    (expected[0],).
+    """
+    for r in roles:
+        want = expected.get((r.stack, r.role), expected.get(r.role))
+        if want is None:
+            continue
+        if r.kind == "weight":
+            check_shape(model_name, shapes, r, want, f"{family} {r.stack} {r.role} from config")
+        elif r.kind == "bias" and len(want) >= 2:
+            check_shape(
+                model_name, shapes, r, (want[0],), f"{family} {r.stack} {r.role} bias from config"
+            )
+
+
 def check_layer_count(
-    model_name: str, anatomy_roles: Sequence[TensorRole], stack: str, role: str, expected: int
+    model_name: str,
+    anatomy_roles: Sequence[TensorRole],
+    stack: str,
+    role: str,
+    expected: int,
+    *,
+    kind: str = "weight",
 ) -> None:
     """Every layer index 0..expected-1 must be present exactly once for a role."""
-    found = sorted(
-        r.layer
-        for r in anatomy_roles
-        if r.stack == stack and r.role == role and r.kind == "weight" and r.layer is not None
-    )
+    found = _layers_of(anatomy_roles, stack, role, kind)
     if found != list(range(expected)):
         raise AnatomyError(
             f"model {model_name!r}: {stack} role {role!r} found in layers {found}, "
             f"the config says {expected} layers (0..{expected - 1})"
         )
+
+
+def check_layer_set(
+    model_name: str,
+    anatomy_roles: Sequence[TensorRole],
+    stack: str,
+    role: str,
+    expected: Sequence[int],
+    why: str,
+    *,
+    kind: str = "weight",
+) -> None:
+    """A role present exactly in the listed layers (hybrid stacks: by layer type)."""
+    found = _layers_of(anatomy_roles, stack, role, kind)
+    if found != sorted(expected):
+        raise AnatomyError(
+            f"model {model_name!r}: {stack} role {role!r} found in layers {found}, "
+            f"expected layers {sorted(expected)} ({why})"
+        )
+
+
+def _layers_of(roles: Sequence[TensorRole], stack: str, role: str, kind: str) -> list[int]:
+    return sorted(
+        r.layer
+        for r in roles
+        if r.stack == stack and r.role == role and r.kind == kind and r.layer is not None
+    )
+
+
+def layer_types_from_config(
+    model_name: str, config: Mapping[str, Any], n_layers: int, allowed: Sequence[str]
+) -> tuple[str, ...] | None:
+    """The config's `layer_types` list, checked for length and values; None when absent."""
+    raw = config.get("layer_types")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != n_layers or not all(t in allowed for t in raw):
+        raise AnatomyError(
+            f"model {model_name!r}: config.json field 'layer_types' must list {n_layers} "
+            f"entries from {list(allowed)}, got {raw!r}"
+        )
+    return tuple(raw)

@@ -5,7 +5,10 @@ Layout, from transformers' T5Model: `shared` (token embedding, tied to the stack
 block 0 alone holds `relative_attention_bias` (buckets x heads), `layer.0.layer_norm`
 (RMS-style, gain only); the decoder's `layer.1` is `EncDecAttention` (cross-attention)
 and its MLP moves to `layer.2`. `final_layer_norm` closes each stack; `lm_head` is
-present when untied (v1.1).
+present when untied (released v1.1 checkpoints). transformers 5 ties it to `shared` for
+every T5 (T5Config forces tie_word_embeddings=True and keeps the v1.1 flag as
+`scale_decoder_outputs`), so replicas it builds store none. UMT5 (and MT5) share this
+layout; UMT5 holds a relative_attention_bias in every block, not only block 0.
 """
 
 from __future__ import annotations
@@ -92,8 +95,10 @@ def build(source: TensorSource, config: Mapping[str, Any]) -> Anatomy:
         "encoder": ("q", "k", "v", "o"),
         "decoder": ("q", "k", "v", "o", "xq", "xk", "xv", "xo"),
     }
+    gated = any(r.role == "mlp_gate" for r in roles)  # v1.1 / UMT5: wi_0 in every block
+    mlp_roles = ("mlp_gate", "mlp_up", "mlp_down") if gated else ("mlp_up", "mlp_down")
     for stack, count in layers.items():
-        for role in (*attention_roles[stack], "mlp_up", "mlp_down"):
+        for role in (*attention_roles[stack], *mlp_roles):
             check_layer_count(name, roles, stack, role, count)
     inner = n_heads * d_head
     n_buckets = require_int(name, config, "relative_attention_num_buckets")

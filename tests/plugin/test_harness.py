@@ -215,3 +215,22 @@ def test_strings_from_models_are_escaped_in_the_report(harness: Harness) -> None
     for html in (harness.page(), harness.test_log()):
         assert "<script>alert(1)</script>" not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_census_fails_when_the_checkpoint_lacks_a_module_of_its_config(
+    harness: Harness, tiny_bert: Path
+) -> None:
+    """Negative control of the census: BertModel's config declares a pooler; drop it."""
+    stripped = harness.pytester.path / "no-pooler"
+    shutil.copytree(tiny_bert, stripped)
+    tensors = load_file(str(stripped / "model.safetensors"))
+    save_file({k: v for k, v in tensors.items() if not k.startswith("pooler.")}, str(stripped / "model.safetensors"))
+    harness.models(
+        f"models:\n  whole:\n    source: {tiny_bert}\n    default: true\n"
+        f"  stripped:\n    source: {stripped}\n    default: true\n"
+    )
+    result = harness.run("-k", "anatomy_census")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*model 'stripped', property 'anatomy_census'*outside expected band*"])
+    census = next(f for f in harness.findings()["findings"] if f["model"] == "stripped")
+    assert set(census["details"]["differences"]) == {"head.pooler.weight", "head.pooler.bias"}
