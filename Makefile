@@ -7,8 +7,11 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.terrain-installed
 PYTEST_ARGS ?=
+# WordNet 3.0 from Debian's packages when the network reaches no data hub.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+WORDNET_FILES := /usr/share/wordnet/data.noun /usr/share/wordnet/index.sense
 
-.PHONY: install report test lint bench clean
+.PHONY: install wordnet report test lint bench clean
 
 install: $(STAMP)
 
@@ -19,12 +22,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
+# The WordNet corpus for NLTK under .wordnet/ (nltk.download where the network allows it,
+# else the Debian database files plus the fixed lexnames list). Idempotent.
+wordnet: install
+	@for f in $(WORDNET_FILES); do [ -f $$f ] || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) apt-get install -y -qq --no-install-recommends wordnet-base wordnet-sense-index; \
+	fi
+	$(BIN)/python scripts/setup_wordnet.py
+
 # The property suite on the default models of models.yaml; writes reports/.
-report: install
+report: install wordnet
 	$(BIN)/pytest properties -n auto $(PYTEST_ARGS)
 
 # Self-tests of the harness and the property suite; non-zero on any failure.
-test: install
+test: install wordnet
 	$(BIN)/pytest -n auto $(PYTEST_ARGS)
 
 lint: install
@@ -32,8 +45,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: install
+bench: install wordnet
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/simplex_cv.py
+	$(BIN)/python benchmarks/battery.py
+	$(BIN)/python benchmarks/wordnet.py
 
 clean:
-	rm -rf $(VENV) reports/index.html reports/findings.json reports/assets
+	rm -rf $(VENV) .wordnet reports/index.html reports/tests.html reports/findings.json

@@ -112,17 +112,33 @@ def _synthetic_dirs(*roots: Path) -> tuple[Path, ...]:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "weights: reads tensors only, never builds the nn.Module")
+    config.addinivalue_line("markers", "forward: builds the nn.Module and runs it")
     settings(config)  # fail fast on a bad models file, before collection
     if not config.getoption("htmlpath", None):
         # A researcher's plain `pytest --model X` still ends in reports/: the findings page
         # is index.html (plugins/collector.py), pytest-html's test log is tests.html.
         config.option.htmlpath = str(config.rootpath / "reports" / "tests.html")
         config.option.self_contained_html = True
+    workers = _worker_count(config)
+    if workers > 1:
+        # Split the cores between workers so they do not oversubscribe them. Set on the
+        # controller, before xdist starts the workers, so that their BLAS and OpenMP pools
+        # read it at import; and in each worker for torch, already imported by then.
+        share = str(max(1, (os.cpu_count() or 1) // workers))
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, share)
+        if hasattr(config, "workerinput"):
+            import torch
+
+            torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+def _worker_count(config: pytest.Config) -> int:
     worker = getattr(config, "workerinput", None)
-    if worker is not None and "OMP_NUM_THREADS" not in os.environ:
-        # Split the cores between workers so they do not oversubscribe them.
-        share = max(1, (os.cpu_count() or 1) // int(worker.get("workercount", 1)))
-        os.environ["OMP_NUM_THREADS"] = str(share)
+    if worker is not None:
+        return int(worker.get("workercount", 1))
+    n = getattr(config.option, "numprocesses", None)
+    return n if isinstance(n, int) else 1
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

@@ -76,13 +76,17 @@ def record_finding(
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     outcome = yield
     report = outcome.get_result()
-    spec = getattr(getattr(item, "callspec", None), "params", {}).get("model")
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    spec = params.get("model")
     if spec is not None:
+        # A test parametrised beyond the model is one column per other parameter value.
+        others = "-".join(str(v) for k, v in params.items() if k != "model")
+        test = getattr(item, "originalname", item.name) + (f"[{others}]" if others else "")
         module = getattr(item, "module", None)
         doc = getattr(item, "obj", None).__doc__ or getattr(module, "__doc__", None) or ""
         where = {
             "model": spec.name,
-            "test": getattr(item, "originalname", item.name),
+            "test": test,
             "claim": " ".join(doc.split()),
         }
         report.user_properties = [*report.user_properties, (WHERE, json.dumps(where))]

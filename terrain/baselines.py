@@ -50,6 +50,31 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "simplex_cv": Tolerance(abs=0.0),
     # Counts of the checkpoint's own tensors: any change is a different architecture.
     "anatomy_census": Tolerance(abs=0.0),
+    # Exactness claims: the value is 0 when they hold; any change is a regression.
+    "modulator_lerp_alpha0": Tolerance(abs=0.0),
+    "modulator_field_alpha0": Tolerance(abs=0.0),
+    "modulator_null_space": Tolerance(abs=0.0),
+    "modulator_detach": Tolerance(abs=0.0),
+    "modulator_training_step": Tolerance(abs=0.0),
+    "modulator_alpha_sweep": Tolerance(abs=1e-9, rel=1e-6),
+    # Symmetry errors: ~1e-15 in float64; where the library computes in float32, ~1e-7.
+    "qk_gauge": Tolerance(abs=1e-5),
+    "vo_gauge": Tolerance(abs=1e-10),
+    "mlp_permutation": Tolerance(abs=1e-10),
+    "mlp_scaling": Tolerance(abs=1e-10),
+    "residual_rotation": Tolerance(abs=1e-5),
+    "reference_forward": Tolerance(abs=1e-5),
+    "module_call_census": Tolerance(abs=0.0),
+    # Representation geometry: deterministic forwards (abs), sampled ones within their CIs.
+    "digit_manifold": Tolerance(abs=1e-4),
+    "category_lift": Tolerance(abs=1e-4),
+    "layer_geometry": Tolerance(abs=1e-4),
+    "wordnet_path_spearman": Tolerance(abs=1e-4),
+    "wordnet_wup_spearman": Tolerance(abs=1e-4),
+    "wordnet_band_gradient": Tolerance(abs=1e-4),
+    "hypernym_decay": Tolerance(abs=1e-4),
+    "lexname_lift": Tolerance(abs=1e-4),
+    "wordnet_stability": Tolerance(abs=1e-4),
 }
 FALLBACK_TOLERANCE = Tolerance(abs=1e-9, rel=1e-6)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,30 @@ from terrain.synthetic import random_init_replica
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "fixtures" / "configs"
+# Tiny configs whose transformers module the forward self-tests run (open_clip has none).
+TINY_FORWARD_MODELS = (
+    "bert-tiny",
+    "t5-tiny",
+    "t5-v1_1-tiny",
+    "llama-tiny",
+    "qwen3-tiny",
+    "olmo3-tiny",
+    "gpt2-tiny",
+    "dinov2-tiny",
+    "clip-vision-tiny",
+    "qwen3_5-tiny",
+)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread, and do not fight other jobs for the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

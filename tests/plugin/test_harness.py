@@ -224,13 +224,18 @@ def test_census_fails_when_the_checkpoint_lacks_a_module_of_its_config(
     stripped = harness.pytester.path / "no-pooler"
     shutil.copytree(tiny_bert, stripped)
     tensors = load_file(str(stripped / "model.safetensors"))
-    save_file({k: v for k, v in tensors.items() if not k.startswith("pooler.")}, str(stripped / "model.safetensors"))
+    save_file(
+        {k: v for k, v in tensors.items() if not k.startswith("pooler.")},
+        str(stripped / "model.safetensors"),
+    )
     harness.models(
         f"models:\n  whole:\n    source: {tiny_bert}\n    default: true\n"
         f"  stripped:\n    source: {stripped}\n    default: true\n"
     )
     result = harness.run("-k", "anatomy_census")
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*model 'stripped', property 'anatomy_census'*outside expected band*"])
+    result.stdout.fnmatch_lines(
+        ["*model 'stripped', property 'anatomy_census'*outside expected band*"]
+    )
     census = next(f for f in harness.findings()["findings"] if f["model"] == "stripped")
     assert set(census["details"]["differences"]) == {"head.pooler.weight", "head.pooler.bias"}

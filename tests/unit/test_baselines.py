@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from terrain.stats import Interval
 
 
 def finding(
-    value: float, model: str = "m", ci: tuple[float, float] | None = None, **kw: object
+    value: float, model: str = "m", ci: tuple[float, float] | None = None, **kw: Any
 ) -> Finding:
     interval = Interval(ci[0], ci[1], 0.95, "test") if ci else None
     return Finding(
@@ -25,7 +26,7 @@ def finding(
         null=None,
         interval=interval,
         **kw,
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_tolerance_is_abs_plus_rel() -> None:
