@@ -170,6 +170,13 @@ def build_module(
             f"model {checkpoint.name!r}: transformers cannot build the module from "
             f"{str(checkpoint.path)!r}: {e}"
         ) from None
+    for pname, param in module.named_parameters():
+        bad = int((~torch.isfinite(param.detach())).sum())
+        if bad:
+            raise CheckpointError(
+                f"model {checkpoint.name!r}: module parameter {pname!r} has {bad} of "
+                f"{param.numel()} values that are NaN or Inf"
+            )
     return module.to(device).eval()
 
 

@@ -218,9 +218,10 @@ def test_strings_from_models_are_escaped_in_the_report(harness: Harness) -> None
 
 
 def test_census_fails_when_the_checkpoint_lacks_a_module_of_its_config(
-    harness: Harness, tiny_bert: Path
+    pytester: pytest.Pytester, replica_cache: Path, tiny_bert: Path
 ) -> None:
     """Negative control of the census: BertModel's config declares a pooler; drop it."""
+    harness = make_harness(pytester, replica_cache, ("test_census.py",))
     stripped = harness.pytester.path / "no-pooler"
     shutil.copytree(tiny_bert, stripped)
     tensors = load_file(str(stripped / "model.safetensors"))
@@ -232,7 +233,7 @@ def test_census_fails_when_the_checkpoint_lacks_a_module_of_its_config(
         f"models:\n  whole:\n    source: {tiny_bert}\n    default: true\n"
         f"  stripped:\n    source: {stripped}\n    default: true\n"
     )
-    result = harness.run("-k", "anatomy_census")
+    result = harness.run()
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         ["*model 'stripped', property 'anatomy_census'*outside expected band*"]

@@ -95,3 +95,20 @@ def test_fingerprint_follows_content(bert_copy: Path, tiny_bert: Path) -> None:
 def test_unknown_tensor_name(tiny_bert: Path) -> None:
     with pytest.raises(CheckpointError, match="model 'm': no tensor 'nope'"):
         Checkpoint(tiny_bert, name="m").tensor("nope")
+
+
+def test_module_with_a_nan_parameter_is_refused_naming_it(bert_copy: Path) -> None:
+    from safetensors.torch import load_file
+
+    from terrain.checkpoint import build_module
+
+    tensors = load_file(str(bert_copy / "model.safetensors"))
+    tensors["encoder.layer.0.output.dense.weight"][0, 0] = math.nan
+    save_file(tensors, str(bert_copy / "model.safetensors"))
+    with pytest.raises(
+        CheckpointError,
+        match=r"module parameter '.*encoder\.layer\.0\.output\.dense\.weight' has 1 of",
+    ):
+        build_module(
+            Checkpoint(bert_copy, name="m"), dtype="float32", device="cpu", trust_remote_code=False
+        )
