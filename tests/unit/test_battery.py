@@ -1,0 +1,188 @@
+"""The streaming battery: every tensor read once, every measure run, on the tiny replicas."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import terrain.battery as battery_module
+from terrain.anatomy import Anatomy, build_anatomy
+from terrain.battery import BatteryResult, head_layouts, layer_cosines, run_battery
+from terrain.checkpoint import Checkpoint
+from terrain.measures.crosslayer import cosine_matrix
+from terrain.measures.sparsity import role_sparsity
+from terrain.measures.spectra import matrix_spectra
+from tests.conftest import build_tiny
+
+
+class CountingSource:
+    """A TensorSource that counts every read of every tensor."""
+
+    def __init__(self, inner: Checkpoint) -> None:
+        self.inner = inner
+        self.reads: Counter[str] = Counter()
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def tensor_shapes(self) -> Mapping[str, tuple[int, ...]]:
+        return self.inner.tensor_shapes()
+
+    def tensor(self, name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        self.reads[name] += 1
+        return self.inner.tensor(name, dtype)
+
+
+def _counted(path: Path, name: str) -> tuple[Anatomy, CountingSource, BatteryResult]:
+    ckpt = Checkpoint(path, name=name)
+    source = CountingSource(ckpt)
+    anatomy = build_anatomy(source, ckpt.config)
+    return anatomy, source, run_battery(anatomy, config=ckpt.config)
+
+
+def _needed(anatomy: Anatomy) -> set[str]:
+    shapes = anatomy.source.tensor_shapes()
+    out = set()
+    for r in anatomy.roles:
+        ndim = len(r.shape(shapes[r.tensor]))
+        if r.kind == "weight" and (ndim == 2 or (ndim == 1 and "norm" in r.role)):
+            out.add(r.tensor)
+    return out
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_t5"])
+def test_every_needed_tensor_is_read_exactly_once(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    path: Path = request.getfixturevalue(fixture)
+    anatomy, source, result = _counted(path, fixture)
+    assert set(source.reads) == _needed(anatomy)
+    assert max(source.reads.values()) == 1
+    assert dict(source.reads) == result.reads
+
+
+def test_fused_qkv_is_read_once_for_three_roles(replica_cache: Path) -> None:
+    anatomy, source, result = _counted(build_tiny("gpt2-tiny", replica_cache), "gpt2-tiny")
+    fused = [n for n in source.reads if n.endswith("attn.c_attn.weight")]
+    assert fused
+    assert all(source.reads[n] == 1 for n in fused)
+    assert {"decoder.q", "decoder.k", "decoder.v"} <= set(result.spectra)
+    assert len(result.qk) == anatomy.dims.layers["decoder"]
+
+
+def test_tiny_bert_battery_is_complete(tiny_bert: Path) -> None:
+    anatomy, _, result = _counted(tiny_bert, "tiny-bert")
+    layers = anatomy.dims.layers["encoder"]
+    for role in ("q", "k", "v", "o", "mlp_up", "mlp_down"):
+        assert len(result.spectra[f"encoder.{role}"].layers) == layers
+        assert f"encoder.{role}" in result.crosslayer
+    assert {"embeddings.embed_tokens", "encoder.q"} <= set(result.sparsity)
+    assert set(next(iter(result.sparsity.values())).below) == {1e-4, 1e-3, 1e-2, 1e-1}
+    assert [q.layer for q in result.qk] == list(range(layers))
+    assert len(result.mlp) == layers
+    assert not any(m.gated for m in result.mlp)
+    assert {"encoder.norm_attn", "encoder.norm_mlp"} <= set(result.gain_directions)
+    assert result.position_bias == []  # BERT has learned absolute positions
+    assert result.embedding is not None
+    assert result.embedding.n_tokens == anatomy.dims.vocab_size
+    assert result.heads["encoder"].n_heads == anatomy.dims.n_heads
+
+
+def test_tiny_t5_battery_has_cross_attention_position_bias_and_tying(tiny_t5: Path) -> None:
+    _, _, result = _counted(tiny_t5, "tiny-t5")
+    assert any(q.cross for q in result.qk)
+    assert {(t.stack, t.bidirectional) for t in result.position_bias} == {
+        ("encoder", True),
+        ("decoder", False),
+    }
+    assert result.tying is not None
+    assert result.tying.consistent_fraction == 1.0  # shared table, head tied per config
+    assert all(q.rank_deficient_heads == 0 for q in result.qk)
+
+
+def test_battery_values_equal_the_measures_applied_directly(tiny_bert: Path) -> None:
+    anatomy, _, result = _counted(tiny_bert, "tiny-bert")
+    q = [anatomy.read(e) for e in anatomy.layers("encoder", "q")]
+    direct = role_sparsity("encoder.q", q, (1e-4, 1e-3, 1e-2, 1e-1))
+    assert result.sparsity["encoder.q"] == direct
+    np.testing.assert_allclose(
+        result.spectra["encoder.q"].spectra.stable_rank, matrix_spectra(q).stable_rank
+    )
+    np.testing.assert_allclose(result.crosslayer["encoder.q"].matrix, cosine_matrix(q), atol=1e-12)
+
+
+def test_chunked_layer_cosines_equal_cosine_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
+    g = torch.Generator().manual_seed(0)
+    shared = torch.randn(30, 17, generator=g)
+    layers = [shared + torch.randn(30, 17, generator=g) for _ in range(4)]
+    monkeypatch.setattr(battery_module, "_COSINE_CHUNK", 64)  # 510 values: 8 chunks
+    np.testing.assert_allclose(layer_cosines(layers), cosine_matrix(layers), atol=1e-12)
+    with pytest.raises(ValueError, match="at least two"):
+        layer_cosines(layers[:1])
+
+
+def test_every_family_runs_with_each_tensor_read_once(replica_cache: Path) -> None:
+    families = (
+        "llama-tiny",
+        "qwen3-tiny",
+        "qwen3_5-tiny",
+        "olmo3-tiny",
+        "dinov2-tiny",
+        "clip-vision-tiny",
+        "open-clip-tiny",
+        "t5-v1_1-tiny",
+    )
+    for name in families:
+        anatomy, source, result = _counted(build_tiny(name, replica_cache), name)
+        assert max(source.reads.values()) == 1, name
+        assert result.spectra, name
+        assert result.qk, name
+        assert not result.qk_skipped, (name, result.qk_skipped)
+        assert all(q.rank_deficient_heads == 0 for q in result.qk), name
+        assert result.mlp, name
+        assert all(m.dead == 0 for m in result.mlp), name  # random init: none dead
+        tying = result.tying
+        assert tying is not None
+        assert not tying.pairs or tying.consistent_fraction == 1.0, (name, tying.as_dict())
+        assert anatomy.family
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch")
+def test_battery_on_cuda_equals_cpu(tiny_t5: Path) -> None:  # pragma: no cover - GPU only
+    ckpt = Checkpoint(tiny_t5, name="tiny-t5")
+    anatomy = build_anatomy(ckpt, ckpt.config)
+    cpu = run_battery(anatomy, config=ckpt.config, device="cpu")
+    gpu = run_battery(anatomy, config=ckpt.config, device="cuda")
+    for label, s in cpu.spectra.items():
+        np.testing.assert_allclose(
+            gpu.spectra[label].spectra.stable_rank, s.spectra.stable_rank, rtol=1e-8
+        )
+    assert [q.n_positive for q in gpu.qk] == [q.n_positive for q in cpu.qk]
+    assert gpu.embedding is not None
+    assert cpu.embedding is not None
+    assert gpu.embedding.mean_cosine == pytest.approx(cpu.embedding.mean_cosine, rel=1e-8)
+
+
+def test_heads_come_from_the_tower_config_or_are_skipped_with_a_reason(
+    replica_cache: Path,
+) -> None:
+    path = build_tiny("open-clip-tiny", replica_cache)
+    ckpt = Checkpoint(path, name="open-clip-tiny")
+    anatomy = build_anatomy(ckpt, ckpt.config)
+    found, skipped = head_layouts(anatomy, ckpt.config)
+    assert found["text"].n_heads == 4
+    assert found["text"].source == "config.json text_cfg"
+    assert not skipped
+    wrong = {**ckpt.config, "text_cfg": {**ckpt.config["text_cfg"], "heads": 3}}
+    found, skipped = head_layouts(anatomy, wrong)
+    assert "text" not in found
+    assert "W_Q has 32 rows" in skipped["text"]
+    result = run_battery(anatomy, config=wrong)
+    assert {q.stack for q in result.qk} == {"vision"}
+    assert "text" in result.qk_skipped
