@@ -45,9 +45,10 @@ _CHUNK = 1 << 22  # values per float64 chunk: 32 MiB, however large the tensor
 
 def _central_moments(x: torch.Tensor) -> tuple[float, float]:
     """Σ(x − mean)² and Σ(x − mean)⁴ in float64, chunk by chunk (no full float64 copy)."""
-    mean = sum(float(c.to(torch.float64).sum()) for c in x.split(_CHUNK)) / x.numel()
+    chunks = [x[i : i + _CHUNK] for i in range(0, x.numel(), _CHUNK)]
+    mean = sum(float(c.to(torch.float64).sum()) for c in chunks) / x.numel()
     m2 = m4 = 0.0
-    for chunk in x.split(_CHUNK):
+    for chunk in chunks:
         d2 = (chunk.to(torch.float64) - mean).pow_(2)
         m2 += float(d2.sum())
         m4 += float(d2.pow_(2).sum())
