@@ -95,6 +95,7 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "embedding_participation_ratio": Tolerance(abs=0.01),
     "embedding_mean_cosine": Tolerance(abs=0.0),  # sampled: within its interval
     "crosslayer_corr_mlp": Tolerance(abs=0.01),
+    "layer_variation": Tolerance(abs=0.01),
 }
 FALLBACK_TOLERANCE = Tolerance(abs=1e-9, rel=1e-6)
 
