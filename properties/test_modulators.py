@@ -83,8 +83,10 @@ def _exactness(
     )
 
 
-def _control_shows(finding: Finding, control: float) -> None:
+def _record_with_control(record_finding: Recorder, finding: Finding, control: float) -> None:
+    """Record the finding, then fail if its negative control showed no effect."""
     __tracebackhide__ = True
+    record_finding(finding)
     if not control > CONTROL_FLOOR:
         pytest.fail(
             f"{finding.describe()}; the negative control changed nothing ({control:.3g}): "
@@ -120,8 +122,7 @@ def test_lerp_modulator_at_alpha_zero_is_exact(
         "negative control: α = 0.01",
         {"bitwise_equal": bool(torch.equal(at_zero, plain))},
     )
-    record_finding(finding)
-    _control_shows(finding, control)
+    _record_with_control(record_finding, finding, control)
     check(finding)
 
 
@@ -148,8 +149,7 @@ def test_field_modulator_at_alpha_zero_is_exact(
         f"negative control: clamped to the floor α = {field.config.alpha_min}",
         {"bitwise_equal": bool(torch.equal(at_zero, plain)), "drift_at_floor": at_floor},
     )
-    record_finding(finding)
-    _control_shows(finding, at_floor)
+    _record_with_control(record_finding, finding, at_floor)
     check(finding)
 
 
@@ -181,8 +181,7 @@ def test_field_modulator_never_touches_its_null_space(
         random_init=model.random_init,
         details={"null_dims": field.n_null, "modulated_block_inputs": calls},
     )
-    record_finding(finding)
-    _control_shows(finding, float(active_changed))
+    _record_with_control(record_finding, finding, float(active_changed))
     check(finding)
 
 
@@ -210,8 +209,7 @@ def test_detaching_a_modulator_restores_the_model(
             "bitwise_equal": bool(torch.equal(after, plain)),
         },
     )
-    record_finding(finding)
-    _control_shows(finding, relative_change(modulated, plain))
+    _record_with_control(record_finding, finding, relative_change(modulated, plain))
     assert finding.details["state_dict_unchanged"], finding.describe()
     check(finding)
 
@@ -235,8 +233,7 @@ def test_one_training_step_moves_only_the_modulator(
         random_init=model.random_init,
         details={"modulator_moved": step.modulator_moved},
     )
-    record_finding(finding)
-    _control_shows(finding, step.modulator_moved)
+    _record_with_control(record_finding, finding, step.modulator_moved)
     check(finding)
 
 
