@@ -121,16 +121,20 @@ def child_read(path: Path) -> dict[str, Any]:
 
 
 def child_battery(path: Path) -> dict[str, Any]:
+    import torch
     import transformers  # noqa: F401 (imported before the clock, as in the harness and for WW)
 
     from terrain.anatomy import build_anatomy
     from terrain.battery import run_battery
     from terrain.checkpoint import Checkpoint
 
+    device = os.environ.get(DEVICE_VARIABLE, "cpu")
     start = time.perf_counter()
     ckpt = Checkpoint(path, name=path.name)
     anatomy = build_anatomy(ckpt, ckpt.config)
-    result = run_battery(anatomy, config=ckpt.config)
+    result = run_battery(anatomy, config=ckpt.config, device=device)
+    if device == "cuda":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     names = {
         (r.stack, r.role, r.layer): r.tensor.removesuffix(".weight")
@@ -183,6 +187,9 @@ def child_weightwatcher(path: Path) -> dict[str, Any]:
     }
 
 
+DEVICE_VARIABLE = (
+    "TERRAIN_BENCH_DEVICE"  # where the battery's child runs (WeightWatcher: its default)
+)
 CHILDREN = {"read": child_read, "battery": child_battery, "weightwatcher": child_weightwatcher}
 
 
@@ -224,6 +231,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["minilm", "bert-large"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--device", default="cpu", choices=("cpu", "cuda"), help="where the battery runs"
+    )
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--child", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -238,7 +248,11 @@ def main() -> None:
         result["peak_rss_mb"] = peak.hwm_mb()
         print(json.dumps(result))
         return
-    print(f"threads: {args.threads}, repeats: {args.repeats} (best of), each in a fresh process")
+    os.environ[DEVICE_VARIABLE] = args.device  # inherited by the battery's child
+    print(
+        f"threads: {args.threads}, repeats: {args.repeats} (best of), each in a fresh process; "
+        f"battery on {args.device}, WeightWatcher with its defaults"
+    )
     for name in args.models:
         path = checkpoint_path(name)
         read = best_of("read", path, args.threads, args.repeats)
