@@ -103,3 +103,16 @@ def test_stale_baseline_is_reported_not_compared(harness: Harness, tiny_bert: Pa
         ["*property 'simplex_cv': stale baseline: *measure version 0*not compared*"]
     )
     assert "123" not in result.stdout.str()
+
+
+def test_ad_hoc_checkpoint_is_measured_without_a_baseline(
+    harness: Harness, tiny_bert: Path
+) -> None:
+    """`pytest --model PATH`: no models.yaml entry, so no baseline is required (only compared
+    with --baseline-of); a models.yaml entry without one still fails (tested above)."""
+    harness.models(_models(tiny_bert))
+    result = harness.run("--model", str(tiny_bert), baselines=True)
+    result.assert_outcomes(passed=1, skipped=3)  # 3 properties without a band: measured
+    records = harness.findings()["findings"]
+    assert len(records) == 4
+    assert {r["baseline"]["status"] for r in records} == {"missing"}
