@@ -115,15 +115,16 @@ class FindingsCollector:
         ):
             session.exitstatus = EXIT_HARNESS_ERROR
         verdict["exit_code"] = int(session.exitstatus)
-        self.write(self.path("findings.json"), verdict)
-        self.write_page(self.path("index.html"), verdict)
+        env = environment(self.config.rootpath)  # one record of the run for both files
+        self.write(self.path("findings.json"), verdict, env)
+        self.write_page(self.path("index.html"), verdict, env)
 
-    def write_page(self, path: Path, verdict: dict[str, Any]) -> None:
+    def write_page(self, path: Path, verdict: dict[str, Any], env: dict[str, Any]) -> None:
         tests_html = self.config.getoption("htmlpath", None)
         html = render_page(
             title="terrain findings",
             verdict=verdict,
-            environment=environment(self.config.rootpath),
+            environment=env,
             models=self.model_table(),
             findings=sorted(self.findings, key=lambda r: (r["property"], r["model"])),
             cells=self.cells,
@@ -148,19 +149,21 @@ class FindingsCollector:
             table[spec.name] = info
         return table
 
-    def document(self, verdict: dict[str, Any]) -> dict[str, Any]:
+    def document(self, verdict: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
         return {
             "schema_version": FINDINGS_SCHEMA_VERSION,
             "verdict": verdict,
-            "environment": environment(self.config.rootpath),
+            "environment": env,
             "models": self.model_table(),
             "findings": sorted(self.findings, key=lambda r: (r["model"], r["property"])),
             "errors": self.errors,
         }
 
-    def write(self, path: Path, verdict: dict[str, Any]) -> None:
+    def write(self, path: Path, verdict: dict[str, Any], env: dict[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.document(verdict), indent=1, default=str), encoding="utf-8")
+        path.write_text(
+            json.dumps(self.document(verdict, env), indent=1, default=str), encoding="utf-8"
+        )
 
 
 def _cell(record: dict[str, Any]) -> dict[str, Any]:

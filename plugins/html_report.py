@@ -1,4 +1,6 @@
-"""pytest-html columns (model, property, value, expected, null, CI, verdict) and models table."""
+"""pytest-html columns (model, property, value, expected, null, CI, verdict).
+
+The models' provenance and census are on the findings page (plugins/collector.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from plugins.collector import collector
 from plugins.recording import FINDING, WHERE, decoded
 from terrain.report.html import (
     cell,
@@ -14,7 +15,6 @@ from terrain.report.html import (
     expected_text,
     fmt,
     interval_text,
-    models_table,
     null_text,
 )
 
@@ -60,11 +60,3 @@ def pytest_html_results_table_row(
 
 def pytest_html_results_table_html(report: pytest.TestReport, data: list[str]) -> None:
     data.extend(details_block(record) for record in decoded(report, FINDING))
-
-
-def pytest_html_results_summary(
-    prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
-) -> None:
-    found = collector(session.config)
-    if found is not None:
-        postfix.append(models_table(found.model_table()))

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from terrain.measures.simplex import simplex_cv
+from terrain.modulators.lerp import logit
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,9 @@ class FieldModulator(nn.Module):
             SimplexExpert(k, int(keep.sum()), config.expert_edim, config.deform_scale)
             for k in config.expert_ks
         )
-        logit = math.log(config.initial_alpha / (1 - config.initial_alpha))
+        start = logit(config.initial_alpha)
         self.alpha_logits = nn.Parameter(
-            torch.full((config.n_layers, len(config.expert_ks)), logit)
+            torch.full((config.n_layers, len(config.expert_ks)), start)
         )
         # Tests and sweeps may bypass the clamp to reach α = 0 exactly (an exact no-op).
         self.bypass_clamp = False
@@ -144,10 +145,7 @@ class FieldModulator(nn.Module):
 
     def set_alpha(self, alpha: float) -> None:
         with torch.no_grad():
-            if alpha <= 0.0:
-                self.alpha_logits.fill_(-math.inf)
-            else:
-                self.alpha_logits.fill_(math.log(alpha / (1 - alpha)))
+            self.alpha_logits.fill_(logit(alpha))
 
     def modulate(
         self, residual: torch.Tensor, layer: int, token_ids: torch.Tensor | None = None

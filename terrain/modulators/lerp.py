@@ -12,10 +12,12 @@ import math
 import torch
 from torch import nn
 
+from terrain.measures.representation import participation_ratio
 from terrain.measures.simplex import simplex_cv
 
 
-def _logit(alpha: float) -> float:
+def logit(alpha: float) -> float:
+    """The logit whose sigmoid is `alpha`, exactly 0 and 1 at the ends (±inf)."""
     if alpha <= 0.0:
         return -math.inf  # sigmoid(-inf) == 0.0 exactly
     if alpha >= 1.0:
@@ -43,12 +45,12 @@ class LerpModulator(nn.Module):
             self.geo_embed.weight.normal_(generator=gen)
             self.proj.weight.normal_(std=0.01, generator=gen)  # small: a nudge, not a rewrite
         shape = (n_layers,) if per_layer_alpha else ()
-        self.alpha_logit = nn.Parameter(torch.full(shape, _logit(initial_alpha)))
+        self.alpha_logit = nn.Parameter(torch.full(shape, logit(initial_alpha)))
 
     def set_alpha(self, alpha: float) -> None:
         """Set every alpha (0 gives an exact no-op)."""
         with torch.no_grad():
-            self.alpha_logit.fill_(_logit(alpha))
+            self.alpha_logit.fill_(logit(alpha))
 
     def alpha(self, layer: int) -> torch.Tensor:
         logit = self.alpha_logit[layer] if self.alpha_logit.dim() else self.alpha_logit
@@ -89,9 +91,7 @@ class LerpModulator(nn.Module):
         unit = W[idx] / W[idx].norm(dim=1, keepdim=True).clamp_min(1e-12)
         cos = unit @ unit.T
         upper = cos[torch.triu(torch.ones_like(cos, dtype=torch.bool), diagonal=1)]
-        centred = W - W.mean(dim=0)
-        eig = torch.linalg.eigvalsh(centred.T @ centred / W.shape[0])
-        pr = float(eig.sum() ** 2 / (eig**2).sum())
+        pr = participation_ratio(W)
         return {
             "cos_mean": float(upper.mean()),
             "cos_std": float(upper.std()),

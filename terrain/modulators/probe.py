@@ -13,12 +13,11 @@ from torch import nn
 
 from terrain.anatomy import Anatomy
 from terrain.modulators.attach import Modulator, attach, residual_blocks
-from terrain.tracing import primary_output
+from terrain.symmetry.weights import relative_error
+from terrain.tracing import capture_blocks, primary_output
 
-
-def relative_change(new: torch.Tensor, old: torch.Tensor) -> float:
-    a, b = new.detach().to(torch.float64), old.detach().to(torch.float64)
-    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b).clamp_min(1e-300))
+# ‖new − old‖ / ‖old‖ in float64: the symmetry properties' measure of an output change.
+relative_change = relative_error
 
 
 @contextmanager
@@ -117,21 +116,10 @@ def one_training_step(
 def block_outputs(
     module: nn.Module, anatomy: Anatomy, stack: str, inputs: Mapping[str, Any]
 ) -> dict[int, torch.Tensor]:
-    """Each block's output hidden states in one forward (hooks removed afterwards)."""
-    seen: dict[int, torch.Tensor] = {}
-    handles = []
-    for layer, path in residual_blocks(module, anatomy, stack):
-
-        def keep(_: nn.Module, __: Any, out: Any, layer: int = layer) -> None:
-            seen[layer] = (out[0] if isinstance(out, tuple) else out).detach().clone()
-
-        handles.append(module.get_submodule(path).register_forward_hook(keep))
-    try:
-        output(module, inputs)
-    finally:
-        for h in handles:
-            h.remove()
-    return seen
+    """Each block's output hidden states in one forward."""
+    blocks = residual_blocks(module, anatomy, stack)
+    captured, _ = capture_blocks(module, [path for _, path in blocks], inputs)
+    return {layer: captured[path].hidden_out for layer, path in blocks}
 
 
 def alpha_sweep(
