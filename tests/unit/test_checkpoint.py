@@ -66,6 +66,26 @@ def test_nan_tensor_is_named(tmp_path: Path) -> None:
         ckpt.tensor("bad")
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+def test_one_non_finite_value_in_a_large_tensor_is_found(tmp_path: Path, bad: float) -> None:
+    values = torch.randn(512, 512)
+    values[511, 0] = bad
+    save_file({"w": values}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match=r"tensor 'w' .* has 1 of 262144 values"):
+        Checkpoint(tmp_path, name="m").tensor("w")
+
+
+def test_finite_values_whose_sum_overflows_are_accepted(tmp_path: Path) -> None:
+    # float16 sums overflow above 65504: the quick check must fall back to the exact one.
+    big = torch.full((8,), 60000.0, dtype=torch.float16)
+    save_file({"w": big}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text("{}")
+    read = Checkpoint(tmp_path, name="m").tensor("w", torch.float16)
+    assert not bool(torch.isfinite(read.sum()))
+    assert torch.equal(read, big)
+
+
 def test_sharded_checkpoint_reads_through_the_index(tmp_path: Path) -> None:
     save_file({"a": torch.zeros(2)}, str(tmp_path / "model-00001-of-00002.safetensors"))
     save_file({"b": torch.ones(3)}, str(tmp_path / "model-00002-of-00002.safetensors"))
