@@ -9,8 +9,10 @@ The absolute fraction is largely a weight-scale effect (at T5's init the Q fract
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 
 from terrain.anatomy import Anatomy
@@ -40,19 +42,45 @@ class RoleSparsity:
         }
 
 
-_CHUNK = 1 << 22  # values per float64 chunk: 32 MiB, however large the tensor
+# A role's values as a 1-D NumPy array (CPU: NumPy's comparisons and counts are several
+# times faster than torch's there) or a torch tensor (accelerators). Both spell the
+# operations used here the same way (abs, less, subtract, multiply with out=,
+# count_nonzero, sum(dtype=float64)), so the tally takes the module as `xp`.
+Values = Any
 
 
-def _central_moments(x: torch.Tensor) -> tuple[float, float]:
-    """Σ(x − mean)² and Σ(x − mean)⁴ in float64, chunk by chunk (no full float64 copy)."""
-    chunks = [x[i : i + _CHUNK] for i in range(0, x.numel(), _CHUNK)]
-    mean = sum(float(c.to(torch.float64).sum()) for c in chunks) / x.numel()
-    m2 = m4 = 0.0
-    for chunk in chunks:
-        d2 = (chunk.to(torch.float64) - mean).pow_(2)
-        m2 += float(d2.sum())
-        m4 += float(d2.pow_(2).sum())
-    return m2, m4
+def _flat(w: torch.Tensor) -> tuple[Values, Any]:
+    """The values of `w` and their array module."""
+    flat = w.detach().reshape(-1)
+    if flat.device.type != "cpu":
+        return flat, torch
+    return (flat.float() if flat.dtype == torch.bfloat16 else flat).numpy(), np  # no NumPy bf16
+
+
+class _Scratch:
+    """Work arrays reused across a role's tensors: a fresh array per operation pays a page
+    fault per 4 KiB on first touch, which costs more than the operation itself."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, Values] = {}
+
+    def get(self, name: str, like: Values, xp: Any, boolean: bool = False) -> Values:
+        n = int(like.shape[0])
+        if xp is np:
+            dtype = np.dtype(bool) if boolean else like.dtype
+        else:
+            dtype = torch.bool if boolean else like.dtype
+        have = self._arrays.get(name)
+        fits = (
+            have is not None
+            and type(have) is type(like)
+            and have.dtype == dtype
+            and have.device == like.device
+            and have.shape[0] >= n
+        )
+        if have is None or not fits:
+            have = self._arrays[name] = xp.empty(n, dtype=dtype, device=like.device)
+        return have[:n]
 
 
 @dataclass
@@ -65,19 +93,28 @@ class _Tally:
     scale_free: int = 0
     m2: float = 0.0  # sum of squares of centred values (per tensor)
     m4: float = 0.0
+    scratch: _Scratch = field(default_factory=_Scratch)
 
     def add(self, w: torch.Tensor, thresholds: Sequence[float]) -> None:
-        a = w.detach().reshape(-1).abs()
+        x, xp = _flat(w)
+        a = xp.abs(x, out=self.scratch.get("abs", x, xp))
+        mask = self.scratch.get("mask", x, xp, boolean=True)
         if self.below is None:
             self.below = {t: 0 for t in thresholds}
         for t in thresholds:
-            self.below[t] += int((a < t).sum())
-        m2, m4 = _central_moments(w.detach().reshape(-1))
-        std = (m2 / a.numel()) ** 0.5
-        self.scale_free += int((a < RELATIVE_SCALE * std).sum())
+            self.below[t] += int(xp.count_nonzero(xp.less(a, t, out=mask)))
+        size = int(x.shape[0])
+        # Central moments: a two-pass mean (float64 accumulators), then d² in place.
+        d2 = xp.subtract(x, float(x.sum(dtype=xp.float64)) / size, out=self.scratch.get("d", x, xp))
+        xp.multiply(d2, d2, out=d2)
+        m2 = float(d2.sum(dtype=xp.float64))
+        xp.multiply(d2, d2, out=d2)
+        m4 = float(d2.sum(dtype=xp.float64))
+        std = (m2 / size) ** 0.5
+        self.scale_free += int(xp.count_nonzero(xp.less(a, RELATIVE_SCALE * std, out=mask)))
         self.m2 += m2
         self.m4 += m4
-        self.n += a.numel()
+        self.n += size
         self.tensors += 1
 
     def result(self, role: str) -> RoleSparsity:

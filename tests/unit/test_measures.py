@@ -56,6 +56,31 @@ def test_absolute_fraction_is_a_scale_effect() -> None:
     assert role_sparsity("q", [w * 100]).below[0.1] < 0.1
 
 
+def test_tensor_path_agrees_with_the_numpy_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Accelerators count with torch, the CPU with NumPy: the two must give one answer.
+
+    The torch path is forced on CPU tensors here so that it runs without an accelerator.
+    Tensors of decreasing size reuse the scratch arrays of the first.
+    """
+    from terrain.measures import sparsity
+
+    g = torch.Generator().manual_seed(3)
+    tensors = [torch.randn(64, 48, generator=g) ** 3 * 0.01, torch.randn(10, 7, generator=g)]
+    on_cpu = role_sparsity("q", tensors, thresholds=(1e-4, 1e-3, 1e-2, 1e-1))
+    monkeypatch.setattr(sparsity, "_flat", lambda w: (w.detach().reshape(-1), torch))
+    with_torch = role_sparsity("q", tensors, thresholds=(1e-4, 1e-3, 1e-2, 1e-1))
+    assert with_torch.below == on_cpu.below
+    assert with_torch.scale_free == on_cpu.scale_free
+    assert with_torch.excess_kurtosis == pytest.approx(on_cpu.excess_kurtosis, rel=1e-9)
+    exact = np.concatenate([t.double().reshape(-1).numpy() for t in tensors])
+    assert on_cpu.below[1e-2] == np.mean(np.abs(exact) < 1e-2)
+
+
+def test_bfloat16_tensors_are_counted() -> None:
+    w = torch.tensor([0.0, 5e-4, 5e-3, 0.5], dtype=torch.bfloat16)
+    assert role_sparsity("q", [w]).below == {1e-3: 0.5, 1e-2: 0.75, 1e-1: 0.75}
+
+
 def test_cosine_matrix_identity_and_sign() -> None:
     a = torch.randn(30, 40)
     m = cosine_matrix([a, a * 3, -a])
