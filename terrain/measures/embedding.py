@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from terrain.measures.kernels import gram, norms64, sum64
 from terrain.stats import Interval
 
 N_SAMPLE = 4000
@@ -102,22 +103,13 @@ def covariance_eigenvalues(table: torch.Tensor, chunk: int = _CHUNK) -> NDArray[
     the participation ratio and the variance shares resolve.
     """
     n, d = table.shape
-    mean = table.to(torch.float64).mean(dim=0) if n <= chunk else _chunked_mean(table, chunk)
-    gram = torch.zeros(d, d, dtype=torch.float64, device=table.device)
-    centre = mean.to(table.dtype)
+    centre = (sum64(table, dim=0) / n).to(table.dtype)
+    total = torch.zeros(d, d, dtype=torch.float64, device=table.device)
     for start in range(0, n, chunk):
-        x = table[start : start + chunk] - centre
-        gram += (x.T @ x).to(torch.float64)
-    ev = torch.linalg.eigvalsh(gram / n).flip(0).clamp_min(0.0)
+        total += gram(table[start : start + chunk] - centre)
+    ev = torch.linalg.eigvalsh(total / n).flip(0).clamp_min(0.0)
     out: NDArray[np.float64] = ev.cpu().numpy()
     return out
-
-
-def _chunked_mean(table: torch.Tensor, chunk: int) -> torch.Tensor:
-    total = torch.zeros(table.shape[1], dtype=torch.float64, device=table.device)
-    for start in range(0, table.shape[0], chunk):
-        total += table[start : start + chunk].to(torch.float64).sum(dim=0)
-    return total / table.shape[0]
 
 
 def sampled_cosines(u: torch.Tensor) -> tuple[NDArray[np.float64], float]:
@@ -126,8 +118,7 @@ def sampled_cosines(u: torch.Tensor) -> tuple[NDArray[np.float64], float]:
     Σ_j c_ij = u_i·Σu, and Σ_ij c_ij² = ‖uᵀu‖² (the smaller of the two Grams)."""
     k = u.shape[0]
     row_means = (u @ u.sum(dim=0) - 1.0) / (k - 1)
-    gram = u.T @ u if u.shape[1] <= k else u @ u.T
-    squares = (gram.square().sum() - k) / (k * (k - 1))
+    squares = (gram(u, outer=u.shape[1] > k).square().sum() - k) / (k * (k - 1))
     return row_means.cpu().numpy(), float(squares)
 
 
@@ -138,12 +129,7 @@ def embedding_geometry(
     if table.dim() != 2:
         raise ValueError(f"an embedding table is 2-D, got shape {list(table.shape)}")
     n, d = table.shape
-    norms = np.concatenate(
-        [
-            torch.linalg.vector_norm(table[s : s + _CHUNK].to(torch.float64), dim=1).cpu().numpy()
-            for s in range(0, n, _CHUNK)
-        ]
-    )
+    norms = norms64(table).cpu().numpy()
     nonzero = np.flatnonzero(norms > 0)
     rng = np.random.default_rng(seed)
     k = min(n_sample, nonzero.size)

@@ -19,19 +19,21 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from terrain.measures.kernels import norms64
+
 DEAD = 0.01
 WEAK = 0.10
 
 
 def row_norms(w: torch.Tensor) -> NDArray[np.float64]:
     """Norm of each row (W_up, W_gate: one row per hidden unit)."""
-    out: NDArray[np.float64] = torch.linalg.vector_norm(w.to(torch.float64), dim=1).cpu().numpy()
+    out: NDArray[np.float64] = norms64(w, dim=1).cpu().numpy()
     return out
 
 
 def column_norms(w: torch.Tensor) -> NDArray[np.float64]:
     """Norm of each column (W_down: one column per hidden unit)."""
-    out: NDArray[np.float64] = torch.linalg.vector_norm(w.to(torch.float64), dim=0).cpu().numpy()
+    out: NDArray[np.float64] = norms64(w, dim=0).cpu().numpy()
     return out
 
 

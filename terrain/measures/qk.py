@@ -43,6 +43,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from terrain.measures.kernels import as_float64
+
 # Eigenvalues smaller than this share of the largest |λ| count as 0 (float64 rounding).
 ZERO_SHARE = 1e-10
 TOP = 3
@@ -160,8 +162,8 @@ def qk_layer(
     if n_heads % n_kv_heads:
         raise ValueError(f"{n_heads} query heads do not share {n_kv_heads} key heads evenly")
     d_model = w_q.shape[1]
-    q = w_q.to(torch.float64).reshape(n_heads, d_head, d_model)
-    k = w_k.to(torch.float64).reshape(n_kv_heads, d_head, d_model)
+    q = as_float64(w_q).reshape(n_heads, d_head, d_model)
+    k = as_float64(w_k).reshape(n_kv_heads, d_head, d_model)
     k = k.repeat_interleave(n_heads // n_kv_heads, dim=0)  # key head of each query head
 
     # 1. The seed's form in head space.

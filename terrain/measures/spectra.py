@@ -34,7 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from scipy.linalg.blas import dsyrk as _dsyrk
+
+from terrain.measures.kernels import gram
 
 # Projection roles initialised i.i.d. in every family here: the Marchenko–Pastur null applies.
 PROJECTION_ROLES = (
@@ -46,20 +47,10 @@ _EPS64 = float(np.finfo(np.float64).eps)
 
 
 def smaller_gram(w: torch.Tensor) -> torch.Tensor:
-    """WᵀW or WWᵀ, whichever is smaller, in float64 (n × n, n = min(out, in)).
-
-    On the CPU through BLAS dsyrk, which forms only one triangle (half the flops of a
-    general product), mirrored after; elsewhere a plain float64 product.
-    """
+    """WᵀW or WWᵀ, whichever is smaller, in float64 (n × n, n = min(out, in))."""
     if w.dim() != 2:
         raise ValueError(f"a spectrum needs a 2-D matrix, got shape {list(w.shape)}")
-    if w.device.type != "cpu":
-        x = w.to(torch.float64)
-        return x.T @ x if x.shape[0] >= x.shape[1] else x @ x.T
-    a = w.detach().numpy().astype(np.float64)
-    # a.T is Fortran-ordered (no copy): dsyrk gives A·Aᵀ (trans 0) or Aᵀ·A (trans 1).
-    upper = torch.from_numpy(_dsyrk(1.0, a.T, trans=0 if a.shape[0] >= a.shape[1] else 1))
-    return upper.triu() + upper.triu(1).T
+    return gram(w, outer=w.shape[0] < w.shape[1], dtype=torch.float64)
 
 
 def squared_singular_values(grams: torch.Tensor) -> torch.Tensor:

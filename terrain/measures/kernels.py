@@ -1,0 +1,66 @@
+"""Products and reductions the measures share, each by its fastest route on the device.
+
+On the CPU they go through NumPy: torch's CPU kernels for float conversion and
+float64-accumulated reductions are several times slower there (see
+benchmarks/battery.py), and NumPy forms xᵀx with BLAS syrk (one triangle, half the flops
+of a general product, then mirrored) while releasing the GIL, so that pool threads
+(terrain/workpool.py) run side by side. SciPy's BLAS wrappers hold the GIL for the whole
+call. On other devices these are plain torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def gram(x: torch.Tensor, *, outer: bool = False, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """xᵀx (n × n for x of shape (m, n)), or x·xᵀ when `outer`, computed in `dtype` (default
+    x's; float32 or float64)."""
+    if x.dim() != 2:
+        raise ValueError(f"a Gram needs a 2-D matrix, got shape {list(x.shape)}")
+    dtype = dtype or x.dtype
+    if dtype not in _NUMPY:
+        raise ValueError(f"Grams are formed in float32 or float64, not {dtype}")
+    if x.device.type != "cpu":
+        y = x.to(dtype)
+        return y @ y.T if outer else y.T @ y
+    a = np.ascontiguousarray(_numpy(x), dtype=_NUMPY[dtype])
+    # One buffer and its transposed view: NumPy recognises the pair and calls syrk.
+    return torch.from_numpy(a @ a.T if outer else a.T @ a)
+
+
+def _numpy(x: torch.Tensor) -> NDArray[Any]:
+    x = x.detach()
+    return (x.float() if x.dtype not in _NUMPY else x).numpy()
+
+
+def as_float64(x: torch.Tensor) -> torch.Tensor:
+    """`x` in float64 (a copy unless it is float64 already)."""
+    if x.device.type != "cpu":
+        return x.to(torch.float64)
+    return torch.from_numpy(_numpy(x).astype(np.float64, copy=False))
+
+
+def sum64(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Sum over `dim` (all values when None) with float64 accumulators, as float64, without
+    a float64 copy of `x`."""
+    if x.device.type != "cpu":
+        return x.sum(dim=dim, dtype=torch.float64)
+    return torch.as_tensor(_numpy(x).sum(axis=dim, dtype=np.float64))
+
+
+def norms64(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Euclidean norms of a 2-D tensor along `dim` (1: of each row, 0: of each column),
+    accumulated in float64."""
+    if x.device.type != "cpu":
+        norms: torch.Tensor = torch.linalg.vector_norm(x, dim=dim, dtype=torch.float64)
+        return norms
+    a = _numpy(x)
+    spec = "ij,ij->i" if dim == 1 else "ij,ij->j"
+    return torch.from_numpy(np.sqrt(np.einsum(spec, a, a, dtype=np.float64)))
