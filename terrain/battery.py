@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import ctypes
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Mapping
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ from terrain.anatomy import Anatomy, TensorRole
 from terrain.errors import AnatomyError
 from terrain.measures.crosslayer import RoleCorrelation
 from terrain.measures.embedding import EmbeddingGeometry, embedding_geometry
+from terrain.measures.kernels import gram
 from terrain.measures.mlp import MLPLayer, column_norms, dead_neurons, row_norms
 from terrain.measures.norms import (
     GainDirections,
@@ -67,6 +69,7 @@ from terrain.measures.spectra import (
     squared_singular_values,
 )
 from terrain.measures.tying import TyingReport, tensor_digest, tying_report
+from terrain.workpool import StageClock, task_pool
 
 if TYPE_CHECKING:
     from terrain.model import LoadedModel
@@ -80,12 +83,17 @@ MEMO_KEY = "battery"
 THRESHOLDS = (1e-4, 1e-3, 1e-2, 1e-1)
 QK_PAIRS = (("q", "k", False), ("xq", "xk", True))
 MLP_ROLES = ("mlp_gate", "mlp_up", "mlp_down")
+_TABLE_ROLES = ("embed_tokens", "lm_head")
 # Per-layer 2-D roles that are tables rather than maps: no spectrum.
 _NOT_MAPS = frozenset({"position_bias"})
-# Bytes of pending float64 Grams before an eigvalsh batch: batches pay off on a GPU; on
-# the CPU LAPACK takes them one by one anyway, so keep the memory small.
-_GRAM_BUDGET = {"cpu": 64 << 20, "cuda": 1 << 30}
-_COSINE_CHUNK = 1 << 18  # values per layer per float64 chunk of the cross-layer Gram
+# Bytes of pending float64 Grams before an eigvalsh batch on an accelerator, where batches
+# pay off. On the CPU each matrix is a pool task of its own (Gram, then eigensolver):
+# LAPACK takes a batch one matrix at a time anyway, so only the tasks in flight hold one.
+_GRAM_BUDGET = 1 << 30
+# Tensors the units read ahead may hold while the pool catches up (the unit being read
+# always proceeds, however large).
+_AHEAD_BYTES = 256 << 20
+_COSINE_CHUNK = 1 << 18  # values per layer per chunk of the cross-layer Gram
 # open_clip's defaults when its tower config omits them (as terrain/anatomy/open_clip.py).
 _OPEN_CLIP_HEAD_WIDTH = 64
 _OPEN_CLIP_TEXT_HEADS = 8
@@ -148,12 +156,12 @@ def layer_cosines(tensors: list[torch.Tensor]) -> NDArray[np.float64]:
         raise ValueError("tensors of one role must share a shape")
     flat = [t.reshape(-1) for t in tensors]
     size = flat[0].numel()
-    gram = torch.zeros(len(flat), len(flat), dtype=torch.float64, device=flat[0].device)
+    total = torch.zeros(len(flat), len(flat), dtype=torch.float64, device=flat[0].device)
     for start in range(0, size, _COSINE_CHUNK):
-        x = torch.stack([f[start : start + _COSINE_CHUNK] for f in flat]).to(torch.float64)
-        gram += x @ x.T
-    norms = gram.diagonal().sqrt()
-    return (gram / torch.outer(norms, norms).clamp_min(1e-300)).cpu().numpy()
+        x = torch.stack([f[start : start + _COSINE_CHUNK] for f in flat])
+        total += gram(x, outer=True, dtype=torch.float64)
+    norms = total.diagonal().sqrt()
+    return (total / torch.outer(norms, norms).clamp_min(1e-300)).cpu().numpy()
 
 
 def _trim_heap() -> None:
@@ -260,17 +268,58 @@ def head_layouts(
     return found, skipped
 
 
+@dataclass
+class _SubmittedUnit:
+    """A unit whose tensors are read and whose tasks are in the pool."""
+
+    held: dict[tuple[str, str], list[tuple[TensorRole, torch.Tensor]]]
+    nbytes: int  # of the held tensors
+    spectra: dict[tuple[str, str], list[Future[torch.Tensor]]]
+    qk: list[Future[QKLayer]]
+    roles: dict[tuple[str, str], Future[_RoleFindings]]
+    embedding: Future[EmbeddingGeometry] | None
+
+
+@dataclass
+class _RoleFindings:
+    """What the measures of one role found, made in a pool task and merged in order."""
+
+    label: str  # "stack.role"
+    sparsity: RoleSparsity | None = None
+    crosslayer: RoleCorrelation | None = None
+    mlp_norms: list[tuple[int, NDArray[np.float64]]] = field(default_factory=list)
+    position_bias: list[PositionBiasTable] = field(default_factory=list)
+    tables: list[tuple[str, str | None]] = field(default_factory=list)  # label, digest
+    gains: list[GainStats] = field(default_factory=list)
+    gain_directions: GainDirections | None = None
+
+
+def _spectrum_row(t: torch.Tensor) -> torch.Tensor:
+    """σ² of one matrix as a (1, n) row: Gram and eigensolver in one CPU pool task."""
+    return squared_singular_values(smaller_gram(t)).unsqueeze(0)
+
+
 class _Pass:
     """State of one streaming pass (the per-unit work lives in its methods)."""
 
-    def __init__(self, anatomy: Anatomy, config: Mapping[str, Any], device: str) -> None:
+    def __init__(
+        self, anatomy: Anatomy, config: Mapping[str, Any], device: str, pool: Executor
+    ) -> None:
         self.anatomy = anatomy
         self.config = config
         self.device = torch.device(device)
+        self.pool = pool  # runs the eigensolver-bound tasks: spectra and QK forms
         self.result = BatteryResult(anatomy.model_name, anatomy.family, device)
+        self.clock = StageClock(self.result.timings)
         self.result.heads, self.result.qk_skipped = head_layouts(anatomy, config)
         self.mlp_norms: dict[tuple[str, int], dict[str, Any]] = defaultdict(dict)
         self.digests: dict[str, str] = {}
+        self.tables: list[str] = []  # "stack.role" of every stored token table and LM head
+        # Digests exist to compare stored tables; a lone table (most encoders) needs none.
+        self.compare_tables = (
+            sum(r.role in _TABLE_ROLES for r in _needed(anatomy, anatomy.source.tensor_shapes()))
+            > 1
+        )
         try:
             self.token_table: TensorRole | None = anatomy.token_embedding()
         except AnatomyError:
@@ -279,7 +328,7 @@ class _Pass:
 
     def tick(self, what: str, since: float) -> float:
         now = time.perf_counter()
-        self.result.timings[what] = self.result.timings.get(what, 0.0) + now - since
+        self.clock.add(what, now - since)
         return now
 
     def read(self, name: str) -> torch.Tensor:
@@ -288,7 +337,9 @@ class _Pass:
         self.result.bytes_read += t.numel() * t.element_size()
         return t
 
-    def run_unit(self, unit: list[tuple[str, str]], entries: list[TensorRole]) -> None:
+    def submit_unit(self, unit: list[tuple[str, str]], entries: list[TensorRole]) -> _SubmittedUnit:
+        """Read a unit layer by layer and hand its work to the pool: each matrix's spectrum
+        as it arrives, then each layer's QK forms and each role's other measures."""
         wanted = set(unit)
         mine = [r for r in entries if (r.stack, r.role) in wanted]
         by_layer: dict[int, list[TensorRole]] = defaultdict(list)
@@ -296,8 +347,10 @@ class _Pass:
             by_layer[-1 if r.layer is None else r.layer].append(r)
         held: dict[tuple[str, str], list[tuple[TensorRole, torch.Tensor]]] = defaultdict(list)
         grams: dict[tuple[str, str], list[torch.Tensor]] = defaultdict(list)
-        squared: dict[tuple[str, str], list[torch.Tensor]] = defaultdict(list)
+        squared: dict[tuple[str, str], list[Future[torch.Tensor]]] = defaultdict(list)
         pending = 0
+        form_gram = self.clock.timed("spectra", smaller_gram)
+        spectrum = self.clock.timed("spectra", _spectrum_row)
         t0 = time.perf_counter()
         for layer in sorted(by_layer):
             stored: dict[str, torch.Tensor] = {}
@@ -309,21 +362,51 @@ class _Pass:
             del stored
             t0 = self.tick("read", t0)
             for r in by_layer[layer]:
-                if self._has_spectrum(r):
-                    t = held[(r.stack, r.role)][-1][1]
-                    grams[(r.stack, r.role)].append(smaller_gram(t))
+                if not self._has_spectrum(r):
+                    continue
+                key, t = (r.stack, r.role), held[(r.stack, r.role)][-1][1]
+                if self.device.type == "cpu":
+                    squared[key].append(self.pool.submit(spectrum, t))
+                else:
+                    grams[key].append(form_gram(t))
                     pending += 8 * min(t.shape) ** 2
-            if pending >= _GRAM_BUDGET.get(self.device.type, _GRAM_BUDGET["cpu"]):
+            if pending >= _GRAM_BUDGET:
                 self._flush(grams, squared)
                 pending = 0
-            t0 = self.tick("spectra", t0)
+            t0 = time.perf_counter()  # spectra time is counted by the tasks themselves
         self._flush(grams, squared)
-        t0 = self.tick("spectra", t0)
-        for key, items in held.items():
-            self._measure_role(key, items, squared.get(key))
-        t0 = time.perf_counter()
-        self._measure_qk(held)
-        self.tick("qk", t0)
+        return _SubmittedUnit(
+            held=held,
+            nbytes=sum(t.numel() * t.element_size() for ts in held.values() for _, t in ts),
+            spectra=squared,
+            qk=self._submit_qk(held),
+            roles={k: self.pool.submit(self._measure_role, k, items) for k, items in held.items()},
+            embedding=self._submit_embedding(held),
+        )
+
+    def _submit_embedding(
+        self, held: Mapping[tuple[str, str], list[tuple[TensorRole, torch.Tensor]]]
+    ) -> Future[EmbeddingGeometry] | None:
+        """The token table's geometry, a task of its own (the largest single measure)."""
+        table = self.token_table
+        if table is None:
+            return None
+        for r, t in held.get((table.stack, table.role), []):
+            if r == table:
+                measure = self.clock.timed("mlp/bias/embedding", embedding_geometry)
+                return self.pool.submit(measure, t, label=f"{table.stack}.{table.role}")
+        return None
+
+    def gather(self, unit: _SubmittedUnit) -> None:
+        """Merge a submitted unit's results, in submission order (waits for its tasks)."""
+        for key, role in unit.roles.items():
+            self._merge(key, role.result())
+        for key, futures in unit.spectra.items():
+            squared = torch.cat([f.result() for f in futures])
+            self._record_spectra(key, unit.held[key], squared)
+        self.result.qk.extend(f.result() for f in unit.qk)
+        if unit.embedding is not None:
+            self.result.embedding = unit.embedding.result()
 
     def _has_spectrum(self, r: TensorRole) -> bool:
         shapes = self.anatomy.source.tensor_shapes()
@@ -334,47 +417,52 @@ class _Pass:
     def _flush(
         self,
         grams: dict[tuple[str, str], list[torch.Tensor]],
-        squared: dict[tuple[str, str], list[torch.Tensor]],
+        squared: dict[tuple[str, str], list[Future[torch.Tensor]]],
     ) -> None:
+        """Solve the pending accelerator Grams of each role as one batch."""
         for key, gs in grams.items():
             if gs:
-                squared.setdefault(key, []).append(squared_singular_values(torch.stack(gs)))
+                solve = self.clock.timed("spectra", squared_singular_values)
+                squared[key].append(self.pool.submit(solve, torch.stack(gs)))
                 gs.clear()
 
-    def _measure_role(
+    def _record_spectra(
         self,
         key: tuple[str, str],
         items: list[tuple[TensorRole, torch.Tensor]],
-        squared: list[torch.Tensor] | None,
+        squared: torch.Tensor,
     ) -> None:
         stack, role = key
-        label = f"{stack}.{role}"
+        layers = [r.layer for r, _ in items if r.layer is not None]
+        shape = (int(items[0][1].shape[0]), int(items[0][1].shape[1]))
+        self.result.spectra[f"{stack}.{role}"] = role_spectra(stack, role, layers, squared, shape)
+
+    def _measure_role(
+        self, key: tuple[str, str], items: list[tuple[TensorRole, torch.Tensor]]
+    ) -> _RoleFindings:
+        """Every measure of one role but its spectra (a pool task: reads only its inputs,
+        its findings are merged in order by the pass)."""
+        stack, role = key
+        found = _RoleFindings(label=f"{stack}.{role}")
         tensors = [t for _, t in items]
         layers = [r.layer for r, _ in items if r.layer is not None]
         per_layer = len(layers) == len(items)
         t0 = time.perf_counter()
         if tensors[0].dim() == 2:
-            self.result.sparsity[label] = role_sparsity(label, tensors, THRESHOLDS)
+            found.sparsity = role_sparsity(found.label, tensors, THRESHOLDS)
             t0 = self.tick("sparsity", t0)
-            if squared:
-                shape = (int(tensors[0].shape[0]), int(tensors[0].shape[1]))
-                self.result.spectra[label] = role_spectra(
-                    stack, role, layers, torch.cat(squared), shape
-                )
             if per_layer and len(tensors) >= 2 and len({t.shape for t in tensors}) == 1:
                 matrix = layer_cosines(tensors)
-                self.result.crosslayer[label] = RoleCorrelation(
-                    stack, role, matrix, tensors[0].numel()
-                )
+                found.crosslayer = RoleCorrelation(stack, role, matrix, tensors[0].numel())
             t0 = self.tick("crosslayer", t0)
             if role in MLP_ROLES and per_layer:
                 for layer, t in zip(layers, tensors, strict=True):
                     norms = column_norms(t) if role == "mlp_down" else row_norms(t)
-                    self.mlp_norms[(stack, layer)][role] = norms
+                    found.mlp_norms.append((layer, norms))
             if role == "position_bias" and per_layer:
                 max_distance = self.config.get("relative_attention_max_distance")
                 for layer, t in zip(layers, tensors, strict=True):
-                    self.result.position_bias.append(
+                    found.position_bias.append(
                         position_bias_profiles(
                             t,
                             bidirectional=stack != "decoder",
@@ -383,26 +471,46 @@ class _Pass:
                             layer=layer,
                         )
                     )
-            if role in ("embed_tokens", "lm_head"):
+            if role in _TABLE_ROLES:
                 for r, t in items:
-                    self.digests[f"{r.stack}.{r.role}"] = tensor_digest(t)
-                    if self.token_table is not None and r == self.token_table:
-                        self.result.embedding = embedding_geometry(t, label=label)
-            t0 = self.tick("mlp/bias/embedding", t0)
+                    digest = tensor_digest(t) if self.compare_tables else None
+                    found.tables.append((f"{r.stack}.{r.role}", digest))
+            self.tick("mlp/bias/embedding", t0)
         elif is_gain_role(role):
             offset = gain_offset(self.anatomy.family, stack, role)
             gains = [t + offset if offset else t for t in tensors]
             for (r, _), g in zip(items, gains, strict=True):
-                self.result.gains.append(gain_stats(g, stack=stack, role=role, layer=r.layer))
+                found.gains.append(gain_stats(g, stack=stack, role=role, layer=r.layer))
             if per_layer and len(gains) >= 2:
-                self.result.gain_directions[label] = gain_directions(
+                found.gain_directions = gain_directions(
                     gains, stack=stack, role=role, layers=layers
                 )
             self.tick("norms", t0)
+        return found
 
-    def _measure_qk(
+    def _merge(self, key: tuple[str, str], found: _RoleFindings) -> None:
+        stack, role = key
+        if found.sparsity is not None:
+            self.result.sparsity[found.label] = found.sparsity
+        if found.crosslayer is not None:
+            self.result.crosslayer[found.label] = found.crosslayer
+        for layer, norms in found.mlp_norms:
+            self.mlp_norms[(stack, layer)][role] = norms
+        self.result.position_bias.extend(found.position_bias)
+        for label, digest in found.tables:
+            self.tables.append(label)
+            if digest is not None:
+                self.digests[label] = digest
+        self.result.gains.extend(found.gains)
+        if found.gain_directions is not None:
+            self.result.gain_directions[found.label] = found.gain_directions
+
+    def _submit_qk(
         self, held: Mapping[tuple[str, str], list[tuple[TensorRole, torch.Tensor]]]
-    ) -> None:
+    ) -> list[Future[QKLayer]]:
+        """Both QK forms of every attention layer of the unit, one pool task per layer."""
+        solve = self.clock.timed("qk", qk_layer)
+        futures: list[Future[QKLayer]] = []
         for (stack, q_role), q_items in held.items():
             for qr, kr, cross in QK_PAIRS:
                 if q_role != qr or (stack, kr) not in held:
@@ -414,8 +522,9 @@ class _Pass:
                 for r, w_q in q_items:
                     if r.layer is None or r.layer not in keys:
                         continue
-                    self.result.qk.append(
-                        qk_layer(
+                    futures.append(
+                        self.pool.submit(
+                            solve,
                             w_q,
                             keys[r.layer],
                             n_heads=layout.n_heads,
@@ -426,6 +535,7 @@ class _Pass:
                             cross=cross,
                         )
                     )
+        return futures
 
     def finish(self) -> BatteryResult:
         for (stack, layer), norms in sorted(self.mlp_norms.items()):
@@ -439,8 +549,8 @@ class _Pass:
                         layer=layer,
                     )
                 )
-        tables = [k for k in self.digests if k.endswith(".embed_tokens")]
-        heads = [k for k in self.digests if k.endswith(".lm_head")]
+        tables = [k for k in self.tables if k.endswith(".embed_tokens")]
+        heads = [k for k in self.tables if k.endswith(".lm_head")]
         reference = (
             f"{self.token_table.stack}.{self.token_table.role}" if self.token_table else None
         )
@@ -467,11 +577,19 @@ def run_battery(
     """
     start = time.perf_counter()
     cfg: Mapping[str, Any] = config if config is not None else {}
-    state = _Pass(anatomy, cfg, device)
     entries = _needed(anatomy, anatomy.source.tensor_shapes())
-    for unit in _units(entries):
-        state.run_unit(unit, entries)
-        _trim_heap()
+    with task_pool(device) as pool:
+        state = _Pass(anatomy, cfg, device, pool)
+        # Units are read ahead while the pool works on earlier ones, as long as the tensors
+        # of the units in flight stay within _AHEAD_BYTES (beyond it, one unit at a time).
+        in_flight: deque[_SubmittedUnit] = deque()
+        for unit in _units(entries):
+            in_flight.append(state.submit_unit(unit, entries))
+            while len(in_flight) > 1 and sum(u.nbytes for u in in_flight) > _AHEAD_BYTES:
+                state.gather(in_flight.popleft())
+                _trim_heap()
+        while in_flight:
+            state.gather(in_flight.popleft())
     result = state.finish()
     result.seconds = time.perf_counter() - start
     return result

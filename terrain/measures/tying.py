@@ -122,8 +122,9 @@ def tying_report(
 ) -> TyingReport:
     """Judge every copy of the token table and the LM head against the reference table.
 
-    `digests` maps "stack.role" labels of the stored tables to their digests;
-    `stack_copies` lists the other stored token tables; `lm_head` the stored head's label.
+    `digests` maps "stack.role" labels of the stored tables to their digests (only tables
+    that are compared need one: a lone token table has none); `stack_copies` lists the
+    other stored token tables; `lm_head` the stored head's label.
     """
     declared = declared_tie(config)
     loader = loader_tie(config)
@@ -132,9 +133,8 @@ def tying_report(
     pairs: list[TiePair] = []
     if reference is None:
         return TyingReport(None, tied, loader, headed, ())
-    ref = digests[reference]
     for label in stack_copies:
-        same = digests[label] == ref
+        same = digests[label] == digests[reference]
         pairs.append(
             TiePair(
                 label,
@@ -147,7 +147,7 @@ def tying_report(
             )
         )
     if lm_head is not None:
-        same = digests[lm_head] == ref
+        same = digests[lm_head] == digests[reference]
         expected = bool(tied)
         pairs.append(
             TiePair(

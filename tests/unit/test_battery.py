@@ -153,6 +153,43 @@ def test_every_family_runs_with_each_tensor_read_once(replica_cache: Path) -> No
         assert anatomy.family
 
 
+def _summary(result: BatteryResult) -> dict[str, object]:
+    """Every measured value of a battery, in comparable form (arrays as lists)."""
+    return {
+        "sparsity": {k: v.as_dict() for k, v in result.sparsity.items()},
+        "spectra": {k: v.as_dict() for k, v in result.spectra.items()},
+        "qk": [q.as_dict() for q in result.qk],
+        "mlp": [m.as_dict() for m in result.mlp],
+        "gains": [g.as_dict() for g in result.gains],
+        "crosslayer": {k: v.matrix.tolist() for k, v in result.crosslayer.items()},
+        "embedding": result.embedding.as_dict() if result.embedding else None,
+        "tying": result.tying.as_dict() if result.tying else None,
+        "position_bias": [p.as_dict() for p in result.position_bias],
+    }
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_t5"])
+def test_thread_pool_gives_the_inline_results_exactly(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    """With several threads the battery's tasks run in a pool; merged in order, each task
+    single-threaded, so every value equals the one-thread pass bit for bit."""
+    path: Path = request.getfixturevalue(fixture)
+    ckpt = Checkpoint(path, name=fixture)
+    anatomy = build_anatomy(ckpt, ckpt.config)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        inline = run_battery(anatomy, config=ckpt.config)
+        torch.set_num_threads(3)
+        pooled = run_battery(anatomy, config=ckpt.config)
+        assert torch.get_num_threads() == 3  # the pool gave torch its threads back
+    finally:
+        torch.set_num_threads(before)
+    assert _summary(pooled) == _summary(inline)
+    assert pooled.reads == inline.reads
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch")
 def test_battery_on_cuda_equals_cpu(tiny_t5: Path) -> None:  # pragma: no cover - GPU only
     ckpt = Checkpoint(tiny_t5, name="tiny-t5")
