@@ -1,7 +1,7 @@
 """The weights-only battery against WeightWatcher 0.7.7's default analyze(), same checkpoints,
 same run.
 
-    python benchmarks/battery.py [--threads T] [--models minilm bert-large] [--repeats R]
+    python benchmarks/battery.py [--threads T ...] [--models minilm bert-large] [--repeats R]
 
 Checkpoints: the packaged all-MiniLM-L6-v2 (real weights) and a random-init replica of the
 bert-large config (fixtures/configs/bert-large.json, 24 layers, d_model 1024; built once
@@ -22,8 +22,10 @@ Peak memory: VmHWM (peak resident set, which counts the file pages a memory-mapp
 touches) and the peak anonymous resident memory (RssAnon sampled every 5 ms: what the
 process allocated itself). The stable ranks of both tools are compared on the matrices
 both measure (WeightWatcher's `stable_rank` is Σσ²/σ_max², the battery's definition).
-Threads: --threads (default 1, set through OMP/MKL/OpenBLAS variables and torch) for
-both tools: on a shared 2-core machine OpenMP barriers stall under contention.
+Threads: each --threads value (default: 1 and every usable core) is one setting, given to
+both tools alike through the OMP/MKL/OpenBLAS variables and torch.set_num_threads. The
+battery spreads its independent matrices over that many pool threads, one kernel thread
+each (terrain/workpool.py); WeightWatcher uses them as its libraries do.
 """
 
 from __future__ import annotations
@@ -122,7 +124,12 @@ def child_read(path: Path) -> dict[str, Any]:
 
 def child_battery(path: Path) -> dict[str, Any]:
     import torch
-    import transformers  # noqa: F401 (imported before the clock, as in the harness and for WW)
+    import transformers
+
+    # WeightWatcher's child builds its module with AutoModel before its clock, which loads
+    # transformers' model registry; the battery touches that registry too (the tying
+    # report asks AutoConfig how the loader reads the config), so load it here alike.
+    _ = transformers.AutoConfig
 
     from terrain.anatomy import build_anatomy
     from terrain.battery import run_battery
@@ -230,7 +237,8 @@ def compare_stable_ranks(ours: dict[str, float], theirs: dict[str, float]) -> st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["minilm", "bert-large"])
-    parser.add_argument("--threads", type=int, default=1)
+    cores = len(os.sched_getaffinity(0))
+    parser.add_argument("--threads", type=int, nargs="+", default=sorted({1, cores}))
     parser.add_argument(
         "--device", default="cpu", choices=("cpu", "cuda"), help="where the battery runs"
     )
@@ -240,7 +248,7 @@ def main() -> None:
     if args.child:
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(args.threads[0])
         kind, path = args.child
         with AnonPeak() as peak:
             result = CHILDREN[kind](Path(path))
@@ -250,31 +258,36 @@ def main() -> None:
         return
     os.environ[DEVICE_VARIABLE] = args.device  # inherited by the battery's child
     print(
-        f"threads: {args.threads}, repeats: {args.repeats} (best of), each in a fresh process; "
-        f"battery on {args.device}, WeightWatcher with its defaults"
+        f"repeats: {args.repeats} (best of), each in a fresh process; battery on "
+        f"{args.device}, WeightWatcher with its defaults; thread settings: {args.threads}"
     )
     for name in args.models:
         path = checkpoint_path(name)
-        read = best_of("read", path, args.threads, args.repeats)
-        ours = best_of("battery", path, args.threads, args.repeats)
-        theirs = best_of("weightwatcher", path, args.threads, args.repeats)
-        print(f"\n== {name}")
-        for label, r in (("bare read", read), ("battery", ours), ("weightwatcher", theirs)):
-            print(
-                f"  {label:14s} {float(r['seconds']):8.2f} s  (runs {r['all_seconds']})  "
-                f"peak anon {r['peak_anon_mb']:7.0f} MB  peak RSS {r['peak_rss_mb']:7.0f} MB"
-            )
-        ratio = float(theirs["seconds"]) / float(ours["seconds"])
-        print(f"  weightwatcher / battery time: {ratio:.2f}x")
-        over_read = float(ours["seconds"]) / float(read["seconds"])
-        print(f"  battery / bare read time:     {over_read:.2f}x")
-        print(f"  battery stage times (s): {ours['timings']}")
-        print(f"  battery computed: {ours['computed']}")
-        print(f"  weightwatcher {theirs['version']} computed: {theirs['computed']}")
+        for threads in args.threads:
+            report(name, path, threads, args.repeats)
+
+
+def report(name: str, path: Path, threads: int, repeats: int) -> None:
+    read = best_of("read", path, threads, repeats)
+    ours = best_of("battery", path, threads, repeats)
+    theirs = best_of("weightwatcher", path, threads, repeats)
+    print(f"\n== {name}, {threads} thread{'s' if threads > 1 else ''}")
+    for label, r in (("bare read", read), ("battery", ours), ("weightwatcher", theirs)):
         print(
-            "  stable rank, battery vs weightwatcher: "
-            + compare_stable_ranks(ours["stable_rank"], theirs["stable_rank"])
+            f"  {label:14s} {float(r['seconds']):8.2f} s  (runs {r['all_seconds']})  "
+            f"peak anon {r['peak_anon_mb']:7.0f} MB  peak RSS {r['peak_rss_mb']:7.0f} MB"
         )
+    ratio = float(theirs["seconds"]) / float(ours["seconds"])
+    print(f"  weightwatcher / battery time: {ratio:.2f}x")
+    over_read = float(ours["seconds"]) / float(read["seconds"])
+    print(f"  battery / bare read time:     {over_read:.2f}x")
+    print(f"  battery stage times (s, summed over pool threads): {ours['timings']}")
+    print(f"  battery computed: {ours['computed']}")
+    print(f"  weightwatcher {theirs['version']} computed: {theirs['computed']}")
+    print(
+        "  stable rank, battery vs weightwatcher: "
+        + compare_stable_ranks(ours["stable_rank"], theirs["stable_rank"])
+    )
 
 
 if __name__ == "__main__":
