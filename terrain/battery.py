@@ -8,11 +8,15 @@ changes here.
 The pass goes unit by unit. A unit is a set of (stack, role) pairs that must be in memory
 together: roles that share a stored tensor, and q with k (xq with xk) for the QK forms.
 Within a unit, tensors are read layer by layer and kept as per-role stacks until the
-unit ends (the cross-layer cosine needs every layer of a role); then the unit's measures
-run and everything is released. A worker therefore holds one unit at a time: at most
-the layers of one role pair. Spectra use the float64 Gram of each matrix as soon as it
-is read, and eigvalsh on batches of Grams (a stacked (B, n, n) tensor), on the device the
-caller names (cuda when the model runs there).
+unit's measures are done (the cross-layer cosine needs every layer of a role); then they
+are released. The work goes to a task pool (terrain/workpool.py): on the CPU with
+several threads, each matrix's spectrum (float64 Gram, then eigvalsh) is a task as soon
+as the matrix is read, then each layer's QK forms, each role's other measures and the
+embedding geometry; results are merged in submission order, so every value equals the
+one-thread pass. The next units are read while the pool works, as long as the units in
+flight hold at most _AHEAD_BYTES (one unit at a time beyond that, however large). With
+one thread, or on an accelerator (where Grams are solved in stacked batches), tasks run
+as they are submitted.
 
 Measured (every value beside its null, in the properties):
 - sparsity of every 2-D weight role at |w| < 1e-4, 1e-3, 1e-2, 1e-1, and the scale-free
