@@ -22,6 +22,18 @@ INDEX_FILE = "model.safetensors.index.json"
 _FINGERPRINT_BLOCK = 1 << 20
 
 
+def non_finite_count(t: torch.Tensor) -> int:
+    """How many values of a floating-point tensor are NaN or ±Inf.
+
+    A NaN or Inf anywhere makes the sum non-finite: one reduction instead of a mask the
+    size of the tensor. Only a non-finite sum (or a finite-valued one that overflows) pays
+    for the exact count.
+    """
+    if bool(torch.isfinite(t.sum())):
+        return 0
+    return int((~torch.isfinite(t)).sum())
+
+
 class Checkpoint:
     """Read-only view of a Hugging Face model folder (config.json + *.safetensors)."""
 
@@ -121,10 +133,8 @@ class Checkpoint:
                 f"model {self.name!r}: cannot read tensor {name!r} from {str(file)!r}: {e}"
             ) from None
         out = raw.to(dtype)
-        # A NaN or Inf anywhere makes the sum non-finite: one reduction instead of a mask the
-        # size of the tensor. An overflowing sum of finite values only costs the exact count.
-        if out.is_floating_point() and not bool(torch.isfinite(out.sum())):
-            bad = int((~torch.isfinite(out)).sum())
+        if out.is_floating_point():
+            bad = non_finite_count(out)
             if bad:
                 raise CheckpointError(
                     f"model {self.name!r}: tensor {name!r} in {file.name!r} has {bad} of "
@@ -173,7 +183,7 @@ def build_module(
             f"{str(checkpoint.path)!r}: {e}"
         ) from None
     for pname, param in module.named_parameters():
-        bad = int((~torch.isfinite(param.detach())).sum())
+        bad = non_finite_count(param.detach())
         if bad:
             raise CheckpointError(
                 f"model {checkpoint.name!r}: module parameter {pname!r} has {bad} of "
