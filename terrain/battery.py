@@ -325,7 +325,8 @@ class _Pass:
         self.anatomy = anatomy
         self.config = config
         self.device = torch.device(device)
-        self.pool = pool  # runs the eigensolver-bound tasks: spectra and QK forms
+        self.entries = _needed(anatomy, anatomy.source.tensor_shapes())
+        self.pool = pool  # runs every measure: spectra, QK forms, roles, embedding
         self.result = BatteryResult(anatomy.model_name, anatomy.family, device)
         self.clock = StageClock(self.result.timings)
         self.result.heads, self.result.qk_skipped = head_layouts(anatomy, config)
@@ -333,10 +334,7 @@ class _Pass:
         self.digests: dict[str, str] = {}
         self.tables: list[str] = []  # "stack.role" of every stored token table and LM head
         # Digests exist to compare stored tables; a lone table (most encoders) needs none.
-        self.compare_tables = (
-            sum(r.role in _TABLE_ROLES for r in _needed(anatomy, anatomy.source.tensor_shapes()))
-            > 1
-        )
+        self.compare_tables = sum(r.role in _TABLE_ROLES for r in self.entries) > 1
         try:
             self.token_table: TensorRole | None = anatomy.token_embedding()
         except AnatomyError:
@@ -354,11 +352,11 @@ class _Pass:
         self.result.bytes_read += t.numel() * t.element_size()
         return t
 
-    def submit_unit(self, unit: list[tuple[str, str]], entries: list[TensorRole]) -> _SubmittedUnit:
+    def submit_unit(self, unit: list[tuple[str, str]]) -> _SubmittedUnit:
         """Read a unit layer by layer and hand its work to the pool: each matrix's spectrum
         as it arrives, then each layer's QK forms and each role's other measures."""
         wanted = set(unit)
-        mine = [r for r in entries if (r.stack, r.role) in wanted]
+        mine = [r for r in self.entries if (r.stack, r.role) in wanted]
         by_layer: dict[int, list[TensorRole]] = defaultdict(list)
         for r in mine:
             by_layer[-1 if r.layer is None else r.layer].append(r)
@@ -594,14 +592,13 @@ def run_battery(
     """
     start = time.perf_counter()
     cfg: Mapping[str, Any] = config if config is not None else {}
-    entries = _needed(anatomy, anatomy.source.tensor_shapes())
     with task_pool(device) as pool:
         state = _Pass(anatomy, cfg, device, pool)
         # Units are read ahead while the pool works on earlier ones, as long as the tensors
         # of the units in flight stay within _AHEAD_BYTES (beyond it, one unit at a time).
         in_flight: deque[_SubmittedUnit] = deque()
-        for unit in _units(entries):
-            in_flight.append(state.submit_unit(unit, entries))
+        for unit in _units(state.entries):
+            in_flight.append(state.submit_unit(unit))
             while len(in_flight) > 1 and sum(u.nbytes for u in in_flight) > _AHEAD_BYTES:
                 state.gather(in_flight.popleft())
                 _trim_heap()

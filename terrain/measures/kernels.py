@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}  # the dtypes of a Gram
 
 
 def gram(x: torch.Tensor, *, outer: bool = False, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -30,21 +30,22 @@ def gram(x: torch.Tensor, *, outer: bool = False, dtype: torch.dtype | None = No
     if x.device.type != "cpu":
         y = x.to(dtype)
         return y @ y.T if outer else y.T @ y
-    a = np.ascontiguousarray(_numpy(x), dtype=_NUMPY[dtype])
+    a = np.ascontiguousarray(as_numpy(x), dtype=_NUMPY[dtype])
     # One buffer and its transposed view: NumPy recognises the pair and calls syrk.
     return torch.from_numpy(a @ a.T if outer else a.T @ a)
 
 
-def _numpy(x: torch.Tensor) -> NDArray[Any]:
+def as_numpy(x: torch.Tensor) -> NDArray[Any]:
+    """A NumPy view of a CPU tensor (a float32 copy of bfloat16, which NumPy lacks)."""
     x = x.detach()
-    return (x.float() if x.dtype not in _NUMPY else x).numpy()
+    return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
 
 
 def as_float64(x: torch.Tensor) -> torch.Tensor:
     """`x` in float64 (a copy unless it is float64 already)."""
     if x.device.type != "cpu":
         return x.to(torch.float64)
-    return torch.from_numpy(_numpy(x).astype(np.float64, copy=False))
+    return torch.from_numpy(as_numpy(x).astype(np.float64, copy=False))
 
 
 def sum64(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -52,7 +53,7 @@ def sum64(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     a float64 copy of `x`."""
     if x.device.type != "cpu":
         return x.sum(dim=dim, dtype=torch.float64)
-    return torch.as_tensor(_numpy(x).sum(axis=dim, dtype=np.float64))
+    return torch.as_tensor(as_numpy(x).sum(axis=dim, dtype=np.float64))
 
 
 def norms64(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
@@ -61,6 +62,6 @@ def norms64(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
     if x.device.type != "cpu":
         norms: torch.Tensor = torch.linalg.vector_norm(x, dim=dim, dtype=torch.float64)
         return norms
-    a = _numpy(x)
+    a = as_numpy(x)
     spec = "ij,ij->i" if dim == 1 else "ij,ij->j"
     return torch.from_numpy(np.sqrt(np.einsum(spec, a, a, dtype=np.float64)))

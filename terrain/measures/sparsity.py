@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from terrain.anatomy import Anatomy
+from terrain.measures.kernels import as_numpy
 
 THRESHOLDS = (1e-3, 1e-2, 1e-1)
 RELATIVE_SCALE = 0.1
@@ -52,9 +53,7 @@ Values = Any
 def _flat(w: torch.Tensor) -> tuple[Values, Any]:
     """The values of `w` and their array module."""
     flat = w.detach().reshape(-1)
-    if flat.device.type != "cpu":
-        return flat, torch
-    return (flat.float() if flat.dtype == torch.bfloat16 else flat).numpy(), np  # no NumPy bf16
+    return (flat, torch) if flat.device.type != "cpu" else (as_numpy(flat), np)
 
 
 class _Scratch:
@@ -66,19 +65,15 @@ class _Scratch:
 
     def get(self, name: str, like: Values, xp: Any, boolean: bool = False) -> Values:
         n = int(like.shape[0])
-        if xp is np:
-            dtype = np.dtype(bool) if boolean else like.dtype
-        else:
-            dtype = torch.bool if boolean else like.dtype
+        dtype = (np.dtype(bool) if xp is np else torch.bool) if boolean else like.dtype
         have = self._arrays.get(name)
-        fits = (
-            have is not None
-            and type(have) is type(like)
-            and have.dtype == dtype
-            and have.device == like.device
-            and have.shape[0] >= n
-        )
-        if have is None or not fits:
+        if (
+            have is None
+            or type(have) is not type(like)
+            or have.dtype != dtype
+            or have.device != like.device
+            or have.shape[0] < n
+        ):
             have = self._arrays[name] = xp.empty(n, dtype=dtype, device=like.device)
         return have[:n]
 

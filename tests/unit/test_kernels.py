@@ -11,7 +11,14 @@ from terrain.measures.kernels import as_float64, gram, norms64, sum64
 def _inputs() -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     base = torch.randn(37, 11, generator=g)
-    return [base, base.T, base[::2, 1:], base.to(torch.bfloat16), base.double()]
+    return [
+        base,
+        base.T,
+        base[::2, 1:],
+        base.to(torch.bfloat16),
+        base.to(torch.float16),
+        base.double(),
+    ]
 
 
 @pytest.mark.parametrize("outer", [False, True], ids=["xtx", "xxt"])
