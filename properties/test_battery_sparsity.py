@@ -9,6 +9,8 @@ below 0.1), so every value stands beside the replica's and beside the scale-free
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from plugins.assertions import check
@@ -26,23 +28,30 @@ NULL_KIND = "random-init replica of the same config"
 HEADLINE = 1e-2
 
 
+def _pooled(roles: dict[str, RoleSparsity], share: Callable[[RoleSparsity], float]) -> float:
+    """A per-role share pooled over all the roles' values."""
+    n = sum(s.n_values for s in roles.values())
+    return sum(share(s) * s.n_values for s in roles.values()) / n
+
+
 def _pooled_below(roles: dict[str, RoleSparsity], threshold: float) -> float:
-    n = sum(s.n_values for s in roles.values())
-    return sum(s.below[threshold] * s.n_values for s in roles.values()) / n
+    return _pooled(roles, lambda s: s.below[threshold])
 
 
-def _pooled_scale_free(roles: dict[str, RoleSparsity]) -> float:
-    n = sum(s.n_values for s in roles.values())
-    return sum(s.scale_free * s.n_values for s in roles.values()) / n
+def _measured_and_null(
+    model: LoadedModel,
+) -> tuple[dict[str, RoleSparsity], dict[str, RoleSparsity]]:
+    """The model's per-role sparsity and its replica's; skipped when there are no 2-D weights."""
+    measured = battery_of(model).sparsity
+    if not measured:
+        pytest.skip(f"model {model.name!r}: not applicable, no 2-D weights")
+    return measured, null_battery_of(model).sparsity
 
 
 def test_weight_sparsity_by_role(model: LoadedModel, record_finding: Recorder) -> None:
     """Share of |w| below 1e-4, 1e-3, 1e-2 and 1e-1 in every 2-D weight role (seed §4–6),
     each beside the random-init replica: a weight-scale effect first, so measured only."""
-    measured = battery_of(model).sparsity
-    null = null_battery_of(model).sparsity
-    if not measured:
-        pytest.skip(f"model {model.name!r}: not applicable, no 2-D weights")
+    measured, null = _measured_and_null(model)
     finding = Finding(
         model=model.name,
         property="weight_sparsity",
@@ -77,17 +86,14 @@ def test_weight_sparsity_by_role(model: LoadedModel, record_finding: Recorder) -
 def test_weight_sparsity_scale_free(model: LoadedModel, record_finding: Recorder) -> None:
     """Scale-free companion: share of |w| below 0.1·std of its own tensor (Gaussian 0.080)
     and the excess kurtosis (Gaussian 0), per 2-D role; scaling a tensor moves neither."""
-    measured = battery_of(model).sparsity
-    null = null_battery_of(model).sparsity
-    if not measured:
-        pytest.skip(f"model {model.name!r}: not applicable, no 2-D weights")
+    measured, null = _measured_and_null(model)
     finding = Finding(
         model=model.name,
         property="weight_sparsity_scale_free",
         statistic=f"share of all 2-D weights with |w| < {RELATIVE_SCALE:g}·std of their tensor",
-        value=_pooled_scale_free(measured),
+        value=_pooled(measured, lambda s: s.scale_free),
         expected=None,
-        null=Null(_pooled_scale_free(null), NULL_KIND),
+        null=Null(_pooled(null, lambda s: s.scale_free), NULL_KIND),
         n=sum(s.n_values for s in measured.values()),
         random_init=model.random_init,
         details={
