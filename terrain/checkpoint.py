@@ -1,14 +1,22 @@
-"""A checkpoint folder: lazy config, safetensors tensors read through mmap, a content fingerprint.
+"""A checkpoint folder: lazy config, tensors read from the safetensors mmap, a fingerprint.
 
-Tensors are read one at a time on request, so a weights-only run holds a few tensors at
-once and workers share the page cache. The nn.Module is built only when asked for.
+Tensors stay in the memory map in their stored dtype (bf16, fp16, fp32 pages of the file,
+shared by every worker through the page cache); only a conversion allocates, and callers
+that stream convert one row chunk at a time (`row_chunks`). The shard map
+(terrain/shards.py) is checked before anything is read, and `read_order` lists the tensors
+file by file, front to back, so a streaming pass reads each shard once.
+
+Dtype policy: float64/32/16 and bfloat16 are read as stored; float8 (E4M3, E5M2) is
+upcast exactly to float32 (every float8 value is a float32 value), and the census says
+so. Integer and boolean tensors are buffers (position ids, masks): reading one as a weight
+is refused naming the tensor and its dtype (`check_float`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -17,9 +25,14 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from terrain.errors import CheckpointError
+from terrain.shards import INDEX_FILE, ShardMap, StoredTensor, shard_map
 
-INDEX_FILE = "model.safetensors.index.json"
-_FINGERPRINT_BLOCK = 1 << 20
+__all__ = ["INDEX_FILE", "Checkpoint", "check_float", "non_finite_count"]
+
+_FINGERPRINT_BLOCK = 8 << 20
+_MAX_CONFIG_BYTES = 16 << 20
+FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16"})
+FLOAT8_DTYPES = frozenset({"F8_E4M3", "F8_E5M2"})
 
 
 def non_finite_count(t: torch.Tensor) -> int:
@@ -32,6 +45,15 @@ def non_finite_count(t: torch.Tensor) -> int:
     if bool(torch.isfinite(t.sum())):
         return 0
     return int((~torch.isfinite(t)).sum())
+
+
+def check_float(model: str, entry: StoredTensor) -> None:
+    """Refuse to read a non-float tensor as a weight, naming it and its dtype."""
+    if entry.dtype not in FLOAT_DTYPES | FLOAT8_DTYPES:
+        raise CheckpointError(
+            f"model {model!r}: tensor {entry.name!r} in {entry.file.name!r} is stored as "
+            f"{entry.dtype}, not a floating-point type: it cannot be measured as a weight"
+        )
 
 
 class Checkpoint:
@@ -52,13 +74,18 @@ class Checkpoint:
     @cached_property
     def config(self) -> dict[str, Any]:
         cfg_path = self.path / "config.json"
+        if not cfg_path.exists():
+            raise CheckpointError(f"model {self.name!r}: no config.json in {str(self.path)!r}")
+        if not cfg_path.is_file():
+            raise CheckpointError(f"model {self.name!r}: {str(cfg_path)!r} is not a regular file")
         try:
-            data = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise CheckpointError(
-                f"model {self.name!r}: no config.json in {str(self.path)!r}"
-            ) from None
-        except (OSError, json.JSONDecodeError) as e:
+            if cfg_path.stat().st_size > _MAX_CONFIG_BYTES:
+                raise CheckpointError(
+                    f"model {self.name!r}: {str(cfg_path)!r} is over "
+                    f"{_MAX_CONFIG_BYTES >> 20} MiB, not a model config"
+                )
+            data = json.loads(cfg_path.read_bytes())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise CheckpointError(
                 f"model {self.name!r}: {str(cfg_path)!r} is not readable JSON: {e}"
             ) from None
@@ -67,33 +94,8 @@ class Checkpoint:
         return data
 
     @cached_property
-    def _tensor_files(self) -> dict[str, Path]:
-        """Tensor name -> the safetensors file holding it (single file or sharded index)."""
-        index = self.path / INDEX_FILE
-        if index.is_file():
-            try:
-                weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-                raise CheckpointError(
-                    f"model {self.name!r}: {str(index)!r} has no readable weight_map: {e}"
-                ) from None
-            return {str(k): self.path / str(v) for k, v in weight_map.items()}
-        files = sorted(self.path.glob("*.safetensors"))
-        if not files:
-            pickled = sorted(p.name for p in self.path.glob("*.bin"))
-            hint = (
-                f"; found {pickled} (pickle): convert to safetensors, terrain does not unpickle"
-                if pickled
-                else ""
-            )
-            raise CheckpointError(
-                f"model {self.name!r}: no *.safetensors weights in {str(self.path)!r}{hint}"
-            )
-        out: dict[str, Path] = {}
-        for f in files:
-            for key in self._open(f).keys():  # noqa: SIM118 (a safe_open handle, not a dict)
-                out[key] = f
-        return out
+    def shards(self) -> ShardMap:
+        return shard_map(self.name, self.path)
 
     def _open(self, file: Path) -> Any:
         try:
@@ -106,47 +108,124 @@ class Checkpoint:
 
     @cached_property
     def _handles(self) -> dict[Path, Any]:
-        return {f: self._open(f) for f in sorted(set(self._tensor_files.values()))}
+        return {f: self._open(f) for f in self.shards.files}
 
     def tensor_names(self) -> list[str]:
-        return sorted(self._tensor_files)
+        return sorted(self.shards.tensors)
+
+    def read_order(self) -> list[str]:
+        """Every tensor name, shard by shard and front to back within each shard."""
+        return self.shards.in_read_order()
 
     def tensor_shapes(self) -> Mapping[str, tuple[int, ...]]:
         return self._shapes
 
     @cached_property
     def _shapes(self) -> dict[str, tuple[int, ...]]:
-        return {
-            name: tuple(self._handles[f].get_slice(name).get_shape())
-            for name, f in self._tensor_files.items()
-        }
+        return {name: entry.shape for name, entry in self.shards.tensors.items()}
+
+    def stored_dtype(self, name: str) -> str:
+        """The safetensors dtype code a tensor is stored in ("BF16", "F32", ...)."""
+        return self._entry(name).dtype
+
+    def nbytes(self, name: str) -> int:
+        """Bytes of the stored tensor."""
+        entry = self._entry(name)
+        return entry.numel * _ITEM_BYTES.get(entry.dtype, 4)
+
+    def _entry(self, name: str) -> StoredTensor:
+        entry = self.shards.tensors.get(name)
+        if entry is None:
+            raise CheckpointError(f"model {self.name!r}: no tensor {name!r} in the checkpoint")
+        return entry
+
+    def _stored(self, name: str) -> tuple[StoredTensor, Any]:
+        entry = self._entry(name)
+        return entry, self._handles[entry.file]
 
     def tensor(self, name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """One tensor, converted to `dtype`; fails naming the tensor if it holds NaN or Inf."""
-        file = self._tensor_files.get(name)
-        if file is None:
-            raise CheckpointError(f"model {self.name!r}: no tensor {name!r} in the checkpoint")
+        entry, handle = self._stored(name)
+        if dtype.is_floating_point:
+            check_float(self.name, entry)
         try:
-            raw: torch.Tensor = self._handles[file].get_tensor(name)
+            raw: torch.Tensor = handle.get_tensor(name)
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(
-                f"model {self.name!r}: cannot read tensor {name!r} from {str(file)!r}: {e}"
+                f"model {self.name!r}: cannot read tensor {name!r} from {str(entry.file)!r}: {e}"
             ) from None
         out = raw.to(dtype)
-        if out.is_floating_point():
-            bad = non_finite_count(out)
-            if bad:
-                raise CheckpointError(
-                    f"model {self.name!r}: tensor {name!r} in {file.name!r} has {bad} of "
-                    f"{out.numel()} values that are NaN or Inf"
-                )
+        self._check_finite(entry, out)
         return out
+
+    def stored(self, name: str) -> torch.Tensor:
+        """A float tensor as stored: a view of the memory map, no conversion, no copy (its
+        values are checked when a measure converts them, chunk by chunk)."""
+        entry, handle = self._stored(name)
+        check_float(self.name, entry)
+        try:
+            raw: torch.Tensor = handle.get_tensor(name)
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(
+                f"model {self.name!r}: cannot read tensor {name!r} from {str(entry.file)!r}: {e}"
+            ) from None
+        return raw
+
+    def rows(
+        self, name: str, start: int, stop: int, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """Rows [start, stop) of a tensor (elements of a 1-D one), converted to `dtype`."""
+        entry, handle = self._stored(name)
+        check_float(self.name, entry)
+        try:
+            raw: torch.Tensor = handle.get_slice(name)[start:stop]
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(
+                f"model {self.name!r}: cannot read rows {start}:{stop} of tensor {name!r} "
+                f"from {str(entry.file)!r}: {e}"
+            ) from None
+        out = raw.to(dtype)
+        if non_finite_count(out):
+            self._check_finite(entry, self.tensor(name, torch.float32))
+        return out
+
+    def row_chunks(
+        self, name: str, max_bytes: int, dtype: torch.dtype = torch.float32
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """(first row, rows) chunks of a tensor, each at most `max_bytes` once converted
+        (at least one row), in row order."""
+        shape = self._entry(name).shape
+        n_rows = shape[0] if shape else 1
+        row_values = max(1, _numel(shape[1:]))
+        step = max(1, max_bytes // (row_values * torch.empty((), dtype=dtype).element_size()))
+        for start in range(0, n_rows, step):
+            yield start, self.rows(name, start, min(n_rows, start + step), dtype)
+
+    def _check_finite(self, entry: StoredTensor, values: torch.Tensor) -> None:
+        if not values.is_floating_point():
+            return
+        bad = non_finite_count(values)
+        if bad:
+            raise CheckpointError(
+                f"model {self.name!r}: tensor {entry.name!r} in {entry.file.name!r} has {bad} "
+                f"of {values.numel()} values that are NaN or Inf"
+            )
+
+    def dtype_census(self) -> dict[str, int]:
+        """Stored tensors per dtype, with float8's exact upcast named."""
+        counts: dict[str, int] = {}
+        for entry in self.shards.tensors.values():
+            key = entry.dtype
+            if key in FLOAT8_DTYPES:
+                key += " (upcast exactly to float32)"
+            counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items()))
 
     @cached_property
     def fingerprint(self) -> str:
         """sha256 over config.json and every weight file's bytes, in name order."""
         digest = hashlib.sha256()
-        for file in [self.path / "config.json", *sorted(set(self._tensor_files.values()))]:
+        for file in [self.path / "config.json", *sorted(self.shards.files)]:
             digest.update(file.name.encode())
             with file.open("rb") as fh:
                 while block := fh.read(_FINGERPRINT_BLOCK):
@@ -154,54 +233,21 @@ class Checkpoint:
         return digest.hexdigest()
 
     def validate(self) -> None:
-        """Open every file now so that a broken checkpoint fails before any measure runs."""
+        """Check the config, the shard map and every file's header now, so that a broken
+        checkpoint fails before any measure runs."""
         _ = self.config
+        _ = self.shards
         _ = self._handles
-        _ = self._shapes
 
 
-def build_module(
-    checkpoint: Checkpoint, *, dtype: str, device: str, trust_remote_code: bool
-) -> Any:
-    """The checkpoint's nn.Module in eval mode: the class named in config.json's
-    `architectures` when transformers has it, else AutoModel. Safetensors only."""
-    import transformers
-
-    names = checkpoint.config.get("architectures") or []
-    cls = getattr(transformers, names[0], None) if names else None
-    loader = cls if cls is not None else transformers.AutoModel
-    try:
-        module = loader.from_pretrained(
-            checkpoint.path,
-            dtype=getattr(torch, dtype),
-            trust_remote_code=trust_remote_code,
-            use_safetensors=True,
-        )
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise CheckpointError(
-            f"model {checkpoint.name!r}: transformers cannot build the module from "
-            f"{str(checkpoint.path)!r}: {e}"
-        ) from None
-    for pname, param in module.named_parameters():
-        bad = non_finite_count(param.detach())
-        if bad:
-            raise CheckpointError(
-                f"model {checkpoint.name!r}: module parameter {pname!r} has {bad} of "
-                f"{param.numel()} values that are NaN or Inf"
-            )
-    return module.to(device).eval()
+_ITEM_BYTES = {
+    "F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2,
+    "I16": 2, "U16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I8": 1, "U8": 1, "BOOL": 1,
+}  # fmt: skip
 
 
-def load_tokenizer(checkpoint: Checkpoint, trust_remote_code: bool) -> Any:
-    """The folder's tokenizer, or False when it ships none (replicas, weights-only folders)."""
-    files = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model")
-    if not any((checkpoint.path / f).is_file() for f in files):
-        return False
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(checkpoint.path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(
-            f"model {checkpoint.name!r}: cannot load the tokenizer in {str(checkpoint.path)!r}: {e}"
-        ) from None
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n

@@ -120,7 +120,7 @@ def test_unknown_tensor_name(tiny_bert: Path) -> None:
 def test_module_with_a_nan_parameter_is_refused_naming_it(bert_copy: Path) -> None:
     from safetensors.torch import load_file
 
-    from terrain.checkpoint import build_module
+    from terrain.modules import build_module
 
     tensors = load_file(str(bert_copy / "model.safetensors"))
     tensors["encoder.layer.0.output.dense.weight"][0, 0] = math.nan

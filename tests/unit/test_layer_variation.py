@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from terrain.anatomy import build_anatomy
-from terrain.checkpoint import Checkpoint, build_module
+from terrain.checkpoint import Checkpoint
 from terrain.measures.layer_variation import (
     LayerVariation,
     measure_layer_variation,
@@ -19,6 +19,7 @@ from terrain.measures.layer_variation import (
     rotary_procrustes,
     tolerance,
 )
+from terrain.modules import build_module
 from terrain.symmetry import Architecture, Weights, describe
 from terrain.symmetry.attention import apply_qk, apply_vo
 from terrain.symmetry.groups import RotaryPairs, orthogonal, pair_rotations

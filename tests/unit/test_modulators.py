@@ -13,11 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from terrain.anatomy import build_anatomy
-from terrain.checkpoint import Checkpoint, build_module
+from terrain.checkpoint import Checkpoint
 from terrain.measures.simplex import cayley_menger_volumes_loop
 from terrain.modulators import FieldModulator, FieldModulatorConfig, LerpModulator, attach
 from terrain.modulators.field import cayley_menger_volume_sq, regular_simplex
 from terrain.modulators.probe import output, snapshot, state_unchanged
+from terrain.modules import build_module
 from terrain.tracing import forward_inputs
 
 

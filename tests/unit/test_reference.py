@@ -18,7 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from terrain.anatomy import Anatomy, build_anatomy
-from terrain.checkpoint import Checkpoint, build_module
+from terrain.checkpoint import Checkpoint
+from terrain.modules import build_module
 from terrain.reference import TOLERANCE, NotReproducedError, reference_families, reproduce
 from terrain.reference.family import block_path
 from terrain.reference.ops import (

@@ -95,7 +95,8 @@ class CharTokenizer:
 
 
 def _tiny_module(path: Path) -> Any:
-    from terrain.checkpoint import Checkpoint, build_module
+    from terrain.checkpoint import Checkpoint
+    from terrain.modules import build_module
 
     return build_module(
         Checkpoint(path, name=path.name), dtype="float32", device="cpu", trust_remote_code=False

@@ -20,7 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from terrain.anatomy import Anatomy, build_anatomy
-from terrain.checkpoint import Checkpoint, build_module
+from terrain.checkpoint import Checkpoint
+from terrain.modules import build_module
 from terrain.symmetry import (
     CONTROL_FLOOR,
     SYMMETRIES,
