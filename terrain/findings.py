@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import builtins
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -39,8 +40,28 @@ class Expected:
 
 @dataclass(frozen=True)
 class Null:
+    """What chance gives: the same statistic on random-init nulls (the mean over seeds,
+    their sd and every seed's value) or an analytic law (no samples)."""
+
     value: float
     kind: str  # e.g. "random-init replica", "analytic 1/sqrt(n)", "Gaussian points"
+    sd: float | None = None  # over the null's seeds (None: analytic, or a single draw)
+    samples: tuple[float, ...] = ()
+
+    @staticmethod
+    def of(samples: Sequence[float], kind: str) -> Null:
+        """The null of a statistic measured on each seed of a random-init null."""
+        values = tuple(float(x) for x in samples)
+        if not values:
+            raise ValueError("a sampled null needs at least one seed")
+        finite = [x for x in values if math.isfinite(x)]
+        mean = sum(finite) / len(finite) if finite else math.nan
+        sd = (
+            math.sqrt(sum((x - mean) ** 2 for x in finite) / (len(finite) - 1))
+            if len(finite) > 1
+            else None
+        )
+        return Null(mean, kind, sd, values)
 
 
 @dataclass(frozen=True)

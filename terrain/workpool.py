@@ -1,4 +1,5 @@
-"""Spreading independent linear-algebra tasks over the CPU threads a run was given.
+"""Spreading independent linear-algebra tasks over the CPU threads a run was given, within a
+memory budget.
 
 LAPACK's eigensolvers scale poorly with threads inside one call (at n = 1024 two threads
 give 1.57×, and at n = 384 they are slower than one), while independent calls on
@@ -7,6 +8,12 @@ independent matrices runs one single-threaded call per thread: `task_pool` gives
 executor of torch's thread count and pins torch's and the BLAS/OpenMP pools at one
 thread meanwhile, restoring them after. With one thread, or on an accelerator (whose
 kernels are asynchronous already), tasks run inline at submission, in order.
+
+`BudgetedPool` adds the memory side: each task states the bytes its working set needs
+(a float64 Gram and its eigensolver copy, say), and a submission waits until the tasks
+in flight leave room for it, so the pool never holds more than the budget. A task larger
+than the whole budget is refused with a `BudgetError` naming it and the option that
+raises the budget, rather than run and swap.
 """
 
 from __future__ import annotations
@@ -16,10 +23,13 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 import torch
 from threadpoolctl import threadpool_limits
+
+from terrain.errors import TerrainError
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -42,8 +52,12 @@ def task_pool(device: str | torch.device, threads: int | None = None) -> Iterato
     """An executor for independent tasks on `device`: `threads` workers (default torch's
     thread count) on the CPU, each running its kernels on one thread; inline otherwise."""
     workers = threads if threads is not None else torch.get_num_threads()
-    if torch.device(device).type != "cpu" or workers <= 1:
+    if torch.device(device).type != "cpu":
         yield InlineExecutor()
+        return
+    if workers <= 1:  # one thread given: BLAS and OpenMP kept to it too, as in a pool task
+        with threadpool_limits(limits=1):
+            yield InlineExecutor()
         return
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -76,3 +90,59 @@ class StageClock:
                 self.add(stage, time.perf_counter() - start)
 
         return run
+
+
+class BudgetError(TerrainError):
+    """One task needs more memory than the whole budget allows."""
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """Bytes of working set (beyond the tensors mapped from the checkpoint) a pass may hold,
+    and the command-line option that sets it (named in every refusal)."""
+
+    bytes: int
+    option: str = "--memory-budget"
+
+    def describe(self) -> str:
+        return f"{self.bytes / (1 << 30):.3g} GiB"
+
+
+class BudgetedPool:
+    """Submit tasks with their working-set cost; at most `budget.bytes` are in flight.
+
+    The first task in flight may be alone above nothing but the budget itself: a task
+    whose cost exceeds the budget raises BudgetError at submission.
+    """
+
+    def __init__(self, executor: Executor, budget: MemoryBudget) -> None:
+        self.executor = executor
+        self.budget = budget
+        self._in_flight = 0
+        self._cond = threading.Condition()
+        self.peak = 0  # the most bytes in flight at once, for reports and tests
+
+    def submit(
+        self, what: str, cost: int, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Future[T]:
+        """Run fn(*args, **kwargs) once `cost` bytes fit; `what` names the task in errors."""
+        if cost > self.budget.bytes:
+            raise BudgetError(
+                f"{what} needs {cost / (1 << 30):.3g} GiB of working memory, more than the "
+                f"budget of {self.budget.describe()}; raise it with {self.budget.option}"
+            )
+        with self._cond:
+            while self._in_flight and self._in_flight + cost > self.budget.bytes:
+                self._cond.wait()
+            self._in_flight += cost
+            self.peak = max(self.peak, self._in_flight)
+
+        def run() -> T:
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with self._cond:
+                    self._in_flight -= cost
+                    self._cond.notify_all()
+
+        return self.executor.submit(run)

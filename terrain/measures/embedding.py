@@ -17,12 +17,14 @@ PR/dim 0.535, mean cosine 0.195; a reference for that model only.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from terrain.measures.chunks import Chunks, whole
 from terrain.measures.kernels import gram, norms64, sum64
 from terrain.stats import Interval
 
@@ -95,18 +97,35 @@ class EmbeddingGeometry:
 
 
 def covariance_eigenvalues(table: torch.Tensor, chunk: int = _CHUNK) -> NDArray[np.float64]:
-    """Eigenvalues (descending) of the rows' covariance.
+    """Eigenvalues (descending) of the rows' covariance of a whole table."""
+    return chunked_covariance_eigenvalues(whole(table), tuple(table.shape), chunk)
 
-    The mean is taken first (float64), then each chunk of centred rows adds its float32
-    Gram to a float64 sum: centring before the product keeps a large common mean from
-    cancelling, and a chunk's float32 rounding (about 1e-7 relative) is far below what
-    the participation ratio and the variance shares resolve.
+
+def chunked_covariance_eigenvalues(
+    chunks: Chunks, shape: tuple[int, ...], chunk: int = _CHUNK
+) -> NDArray[np.float64]:
+    """Eigenvalues (descending) of the rows' covariance, the table read as row chunks.
+
+    The mean is taken first (float64, one pass), then each block of `chunk` centred rows
+    adds its float32 Gram to a float64 sum (a second pass): centring before the product
+    keeps a large common mean from cancelling, and a block's float32 rounding (about 1e-7
+    relative) is far below what the participation ratio and the variance shares resolve.
     """
-    n, d = table.shape
-    centre = (sum64(table, dim=0) / n).to(table.dtype)
-    total = torch.zeros(d, d, dtype=torch.float64, device=table.device)
-    for start in range(0, n, chunk):
-        total += gram(table[start : start + chunk] - centre)
+    n, d = shape
+    total_sum: torch.Tensor | None = None
+    for part in chunks():
+        s = sum64(part, dim=0)
+        total_sum = s if total_sum is None else total_sum + s
+    if total_sum is None:
+        raise ValueError("an empty table has no covariance")
+    total = torch.zeros(d, d, dtype=torch.float64)
+    centre: torch.Tensor | None = None
+    for part in chunks():
+        if centre is None:
+            centre = (total_sum / n).to(part.dtype).to(part.device)
+            total = total.to(part.device)
+        for start in range(0, part.shape[0], chunk):
+            total += gram(part[start : start + chunk] - centre)
     ev = torch.linalg.eigvalsh(total / n).flip(0).clamp_min(0.0)
     out: NDArray[np.float64] = ev.cpu().numpy()
     return out
@@ -128,13 +147,36 @@ def embedding_geometry(
     """Every statistic of one (tokens × dim) table."""
     if table.dim() != 2:
         raise ValueError(f"an embedding table is 2-D, got shape {list(table.shape)}")
-    n, d = table.shape
-    norms = norms64(table).cpu().numpy()
+    return chunked_embedding_geometry(
+        whole(table),
+        tuple(table.shape),
+        lambda rows: table[torch.from_numpy(rows).to(table.device)],
+        label=label,
+        n_sample=n_sample,
+        seed=seed,
+    )
+
+
+def chunked_embedding_geometry(
+    chunks: Chunks,
+    shape: tuple[int, ...],
+    take_rows: Callable[[NDArray[np.int64]], torch.Tensor],
+    *,
+    label: str = "",
+    n_sample: int = N_SAMPLE,
+    seed: int = 0,
+) -> EmbeddingGeometry:
+    """`embedding_geometry` of a table read as row chunks (two passes) plus the sampled
+    rows `take_rows(indices)`: a 7B model's table is never converted whole."""
+    if len(shape) != 2:
+        raise ValueError(f"an embedding table is 2-D, got shape {list(shape)}")
+    n, d = shape
+    norms = np.concatenate([norms64(part).cpu().numpy() for part in chunks()])
     nonzero = np.flatnonzero(norms > 0)
     rng = np.random.default_rng(seed)
     k = min(n_sample, nonzero.size)
     rows = np.sort(rng.choice(nonzero, size=k, replace=False))
-    x = table[torch.from_numpy(rows).to(table.device)].to(torch.float64)
+    x = take_rows(rows).to(torch.float64)
     u = x / torch.linalg.vector_norm(x, dim=1, keepdim=True)
     row_means, mean_square = sampled_cosines(u)
     mean_cos = float(row_means.mean())
@@ -146,7 +188,7 @@ def embedding_geometry(
         0.95,
         "U-statistic normal approximation, var = 4 var(row means)/n",
     )
-    ev = covariance_eigenvalues(table)
+    ev = chunked_covariance_eigenvalues(chunks, shape)
     total = float(ev.sum())
     pr = total**2 / float(np.sum(ev**2)) if total > 0 else float("nan")
     share = np.cumsum(ev) / total if total > 0 else np.zeros_like(ev)

@@ -35,6 +35,30 @@ def gram(x: torch.Tensor, *, outer: bool = False, dtype: torch.dtype | None = No
     return torch.from_numpy(a @ a.T if outer else a.T @ a)
 
 
+def blocked_gram(
+    x: torch.Tensor, *, outer: bool = False, block_bytes: int = 64 << 20
+) -> torch.Tensor:
+    """The float64 Gram xᵀx (or x·xᵀ) of a matrix in any float dtype, summed over blocks of
+    its inner axis, each converted to float64 on its own: the float64 copy of a 7B MLP
+    weight (360 MB) is never made, only one block of it (`block_bytes`) at a time.
+
+    A matrix whose float64 copy fits in one block takes the unblocked route of `gram`,
+    so small models get exactly the values a single product gives.
+    """
+    if x.dim() != 2:
+        raise ValueError(f"a Gram needs a 2-D matrix, got shape {list(x.shape)}")
+    inner = x.shape[1] if outer else x.shape[0]
+    other = x.shape[0] if outer else x.shape[1]
+    step = max(1, block_bytes // (8 * max(1, other)))
+    if step >= inner:
+        return gram(x, outer=outer, dtype=torch.float64)
+    total = torch.zeros(other, other, dtype=torch.float64, device=x.device)
+    for start in range(0, inner, step):
+        part = x[:, start : start + step] if outer else x[start : start + step]
+        total += gram(part.contiguous(), outer=outer, dtype=torch.float64)
+    return total
+
+
 def as_numpy(x: torch.Tensor) -> NDArray[Any]:
     """A NumPy view of a CPU tensor (a float32 copy of bfloat16, which NumPy lacks)."""
     x = x.detach()

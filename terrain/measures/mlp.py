@@ -13,6 +13,7 @@ below 1e-30 at d ≥ 32, so a random-init replica has no dead units.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,23 @@ def row_norms(w: torch.Tensor) -> NDArray[np.float64]:
 def column_norms(w: torch.Tensor) -> NDArray[np.float64]:
     """Norm of each column (W_down: one column per hidden unit)."""
     out: NDArray[np.float64] = norms64(w, dim=0).cpu().numpy()
+    return out
+
+
+def chunked_row_norms(chunks: Iterable[torch.Tensor]) -> NDArray[np.float64]:
+    """Row norms of a matrix given as consecutive row chunks."""
+    return np.concatenate([row_norms(c) for c in chunks])
+
+
+def chunked_column_norms(chunks: Iterable[torch.Tensor]) -> NDArray[np.float64]:
+    """Column norms of a matrix given as consecutive row chunks (squares summed in float64)."""
+    total: NDArray[np.float64] | None = None
+    for c in chunks:
+        part = column_norms(c) ** 2
+        total = part if total is None else total + part
+    if total is None:
+        raise ValueError("a matrix with no rows has no column norms")
+    out: NDArray[np.float64] = np.sqrt(total)
     return out
 
 

@@ -129,28 +129,43 @@ LAYER_SENTENCES: tuple[str, ...] = (
 )
 
 
+# Rows turned into unit vectors at once by mean_pairwise_cosine (128 MiB of float64 at D=1024).
+_PAIRWISE_CHUNK = 16384
+
+
 def unit_rows(x: torch.Tensor | NDArray[Any]) -> NDArray[np.float64]:
     """Rows scaled to unit length (float64).
 
     The research divided by |x| + 1e-8, which moves every cosine by ~1e-8/|x|; here the
     norm is only clamped away from zero, so a row's cosine with itself is 1.
     """
-    a = np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x, np.float64)
+    if isinstance(x, torch.Tensor):
+        t = x.detach().cpu()
+        x = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+    a = np.asarray(x, np.float64)
     norm = np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), _TINY)
     return np.asarray(a / norm, dtype=np.float64)
 
 
-def mean_pairwise_cosine(x: torch.Tensor | NDArray[Any]) -> float:
+def mean_pairwise_cosine(
+    x: torch.Tensor | NDArray[Any], chunk_rows: int = _PAIRWISE_CHUNK
+) -> float:
     """Mean cosine over all pairs i < j of rows of x, exactly, in O(N D).
 
-    Sum over i != j of u_i . u_j is |sum u|^2 - sum |u_i|^2, so no N x N matrix is formed.
+    Sum over i != j of u_i . u_j is |sum u|^2 - sum |u_i|^2, so no N x N matrix is formed;
+    the unit rows are made `chunk_rows` at a time (a 7B model's table in float64 is 3 GB).
     """
-    u = unit_rows(x)
-    n = u.shape[0]
+    n = x.shape[0]
     if n < 2:
         raise ValueError(f"a mean pairwise cosine needs at least 2 rows, got {n}")
-    s = u.sum(axis=0)
-    return float((s @ s - np.sum(u * u)) / (n * (n - 1)))
+    s: NDArray[Any] | None = None
+    squares = 0.0
+    for start in range(0, n, chunk_rows):
+        u = unit_rows(x[start : start + chunk_rows])
+        s = u.sum(axis=0) if s is None else s + u.sum(axis=0)
+        squares += float(np.sum(u * u))
+    assert s is not None
+    return float((s @ s - squares) / (n * (n - 1)))
 
 
 def weighted_pair_cosine(u: NDArray[np.float64], weights: NDArray[np.float64]) -> NDArray[Any]:

@@ -9,13 +9,13 @@ The absolute fraction is largely a weight-scale effect (at T5's init the Q fract
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from terrain.anatomy import Anatomy
+from terrain.measures.chunks import Chunks, whole
 from terrain.measures.kernels import as_numpy
 
 THRESHOLDS = (1e-3, 1e-2, 1e-1)
@@ -78,75 +78,112 @@ class _Scratch:
         return have[:n]
 
 
-@dataclass
-class _Tally:
-    """Running counts so that a role is measured one tensor at a time."""
+@dataclass(frozen=True)
+class TensorCounts:
+    """One tensor's tallies; a role's sparsity is the sum of its tensors' (`merge`)."""
 
-    n: int = 0
-    tensors: int = 0
-    below: dict[float, int] | None = None
-    scale_free: int = 0
-    m2: float = 0.0  # sum of squares of centred values (per tensor)
-    m4: float = 0.0
-    scratch: _Scratch = field(default_factory=_Scratch)
+    n: int
+    below: dict[float, int]
+    scale_free: int  # |w| < RELATIVE_SCALE · std of this tensor
+    m2: float  # sum of squares of the values centred on this tensor's mean
+    m4: float
 
-    def add(self, w: torch.Tensor, thresholds: Sequence[float]) -> None:
-        x, xp = _flat(w)
-        a = xp.abs(x, out=self.scratch.get("abs", x, xp))
-        mask = self.scratch.get("mask", x, xp, boolean=True)
-        if self.below is None:
-            self.below = {t: 0 for t in thresholds}
+
+def count_tensor(
+    chunks: Chunks, thresholds: Sequence[float] = THRESHOLDS, scratch: _Scratch | None = None
+) -> TensorCounts:
+    """Tallies of one tensor given as row chunks (`chunks()` starts a fresh pass).
+
+    One chunk (the whole tensor) is measured in one pass: counts, then the two-pass mean
+    and central moments in float64 accumulators. Several chunks take three passes (the
+    mean, then the moments, then the share below 0.1·std), each converting one chunk at a
+    time, so a 7B model's largest weights are never held in float32 at once.
+    """
+    scratch = scratch or _Scratch()
+    parts = chunks()
+    first = next(parts, None)
+    if first is None:
+        raise ValueError("a tensor with no values has no sparsity")
+    second = next(parts, None)
+    if second is None:
+        return _count_whole(first, thresholds, scratch)
+    size = 0
+    total = 0.0
+    below = dict.fromkeys(thresholds, 0)
+    for part in (first, second, *parts):
+        x, xp = _flat(part)
+        a = xp.abs(x, out=scratch.get("abs", x, xp))
+        mask = scratch.get("mask", x, xp, boolean=True)
         for t in thresholds:
-            self.below[t] += int(xp.count_nonzero(xp.less(a, t, out=mask)))
-        size = int(x.shape[0])
-        # Central moments: a two-pass mean (float64 accumulators), then d² in place.
-        d2 = xp.subtract(x, float(x.sum(dtype=xp.float64)) / size, out=self.scratch.get("d", x, xp))
+            below[t] += int(xp.count_nonzero(xp.less(a, t, out=mask)))
+        total += float(x.sum(dtype=xp.float64))
+        size += int(x.shape[0])
+    del first, second
+    mean = total / size
+    m2 = m4 = 0.0
+    for part in chunks():
+        x, xp = _flat(part)
+        d2 = xp.subtract(x, mean, out=scratch.get("d", x, xp))
         xp.multiply(d2, d2, out=d2)
-        m2 = float(d2.sum(dtype=xp.float64))
+        m2 += float(d2.sum(dtype=xp.float64))
         xp.multiply(d2, d2, out=d2)
-        m4 = float(d2.sum(dtype=xp.float64))
-        std = (m2 / size) ** 0.5
-        self.scale_free += int(xp.count_nonzero(xp.less(a, RELATIVE_SCALE * std, out=mask)))
-        self.m2 += m2
-        self.m4 += m4
-        self.n += size
-        self.tensors += 1
+        m4 += float(d2.sum(dtype=xp.float64))
+    std = (m2 / size) ** 0.5
+    scale_free = 0
+    for part in chunks():
+        x, xp = _flat(part)
+        a = xp.abs(x, out=scratch.get("abs", x, xp))
+        mask = scratch.get("mask", x, xp, boolean=True)
+        scale_free += int(xp.count_nonzero(xp.less(a, RELATIVE_SCALE * std, out=mask)))
+    return TensorCounts(size, below, scale_free, m2, m4)
 
-    def result(self, role: str) -> RoleSparsity:
-        below = self.below or {}
-        var = self.m2 / self.n if self.n else float("nan")
-        kurt = (self.m4 / self.n) / var**2 - 3.0 if self.n and var > 0 else float("nan")
-        return RoleSparsity(
-            role=role,
-            n_tensors=self.tensors,
-            n_values=self.n,
-            below={t: c / self.n for t, c in below.items()},
-            scale_free=self.scale_free / self.n if self.n else float("nan"),
-            excess_kurtosis=kurt,
-        )
+
+def _count_whole(w: torch.Tensor, thresholds: Sequence[float], scratch: _Scratch) -> TensorCounts:
+    x, xp = _flat(w)
+    a = xp.abs(x, out=scratch.get("abs", x, xp))
+    mask = scratch.get("mask", x, xp, boolean=True)
+    below = {t: int(xp.count_nonzero(xp.less(a, t, out=mask))) for t in thresholds}
+    size = int(x.shape[0])
+    # Central moments: a two-pass mean (float64 accumulators), then d² in place.
+    d2 = xp.subtract(x, float(x.sum(dtype=xp.float64)) / size, out=scratch.get("d", x, xp))
+    xp.multiply(d2, d2, out=d2)
+    m2 = float(d2.sum(dtype=xp.float64))
+    xp.multiply(d2, d2, out=d2)
+    m4 = float(d2.sum(dtype=xp.float64))
+    std = (m2 / size) ** 0.5
+    scale_free = int(xp.count_nonzero(xp.less(a, RELATIVE_SCALE * std, out=mask)))
+    return TensorCounts(size, below, scale_free, m2, m4)
+
+
+def merge(role: str, counts: Sequence[TensorCounts]) -> RoleSparsity:
+    """A role's sparsity pooled over its tensors' tallies (in the order given)."""
+    if not counts:
+        raise ValueError(f"role {role!r}: no tensors to measure")
+    n = sum(c.n for c in counts)
+    below: dict[float, int] = {}
+    for c in counts:
+        for t, k in c.below.items():
+            below[t] = below.get(t, 0) + k
+    m2 = m4 = 0.0
+    for c in counts:
+        m2 += c.m2
+        m4 += c.m4
+    var = m2 / n
+    kurt = (m4 / n) / var**2 - 3.0 if var > 0 else float("nan")
+    return RoleSparsity(
+        role=role,
+        n_tensors=len(counts),
+        n_values=n,
+        below={t: k / n for t, k in below.items()},
+        scale_free=sum(c.scale_free for c in counts) / n,
+        excess_kurtosis=kurt,
+    )
 
 
 def role_sparsity(
     role: str, tensors: Iterable[torch.Tensor], thresholds: Sequence[float] = THRESHOLDS
 ) -> RoleSparsity:
-    """Pooled sparsity of one role's tensors (consumed one at a time)."""
-    tally = _Tally()
-    for w in tensors:
-        tally.add(w, thresholds)
-    if tally.tensors == 0:
-        raise ValueError(f"role {role!r}: no tensors to measure")
-    return tally.result(role)
+    """Pooled sparsity of one role's whole tensors (consumed one at a time)."""
+    scratch = _Scratch()
+    return merge(role, [count_tensor(whole(w), thresholds, scratch) for w in tensors])
 
-
-def projection_sparsity(
-    anatomy: Anatomy,
-    roles: Sequence[str] = ATTENTION_ROLES,
-    thresholds: Sequence[float] = THRESHOLDS,
-) -> dict[str, RoleSparsity]:
-    """Sparsity of each attention projection role, pooled over layers and stacks."""
-    out: dict[str, RoleSparsity] = {}
-    for role in roles:
-        entries = anatomy.find(role)
-        if entries:
-            out[role] = role_sparsity(role, (anatomy.read(e) for e in entries), thresholds)
-    return out

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from terrain.measures.kernels import gram
+from terrain.measures.kernels import blocked_gram, gram
 
 # Projection roles initialised i.i.d. in every family here: the Marchenko–Pastur null applies.
 PROJECTION_ROLES = (
@@ -51,6 +51,23 @@ def smaller_gram(w: torch.Tensor) -> torch.Tensor:
     if w.dim() != 2:
         raise ValueError(f"a spectrum needs a 2-D matrix, got shape {list(w.shape)}")
     return gram(w, outer=w.shape[0] < w.shape[1], dtype=torch.float64)
+
+
+def gram_bytes(shape: Sequence[int]) -> int:
+    """Working bytes of one matrix's spectrum: the float64 Gram, one block's product added
+    into it (or the eigensolver's copy), and one block of the matrix in float32 and float64
+    (kernels.blocked_gram's 64 MiB blocks)."""
+    n = min(shape)
+    return 2 * 8 * n * n + (96 << 20)
+
+
+def spectrum(w: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """σ² of one matrix (descending, float64, 1-D), from its smaller Gram formed block by
+    block on `device`; `w` may be the stored bf16/fp16 tensor itself."""
+    if w.dim() != 2:
+        raise ValueError(f"a spectrum needs a 2-D matrix, got shape {list(w.shape)}")
+    gram64 = blocked_gram(w.to(device), outer=w.shape[0] < w.shape[1])
+    return squared_singular_values(gram64)
 
 
 def squared_singular_values(grams: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ tie_word_embeddings = True); where that differs from config.json, `loader_ties` 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,10 +37,16 @@ LM_HEAD_ARCHITECTURES = (
 
 def tensor_digest(t: torch.Tensor) -> str:
     """BLAKE2b of the tensor's float32 values (shape included)."""
-    x = t.detach().to(torch.float32).contiguous().cpu()
+    return chunked_digest(tuple(t.shape), [t])
+
+
+def chunked_digest(shape: tuple[int, ...], chunks: Iterable[torch.Tensor]) -> str:
+    """`tensor_digest` of a tensor given as consecutive row chunks (the same bytes hashed in
+    the same order, so the digest equals the whole tensor's)."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(repr(tuple(x.shape)).encode())
-    h.update(x.numpy().tobytes())
+    h.update(repr(tuple(shape)).encode())
+    for c in chunks:
+        h.update(c.detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
     return h.hexdigest()
 
 

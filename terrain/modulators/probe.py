@@ -3,6 +3,7 @@ preservation, detach, one training step, and the α sweep of per-layer drift."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -71,13 +72,21 @@ def null_space_check(
     return NullSpaceCheck(watch.calls, watch.null_changed, watch.active_changed)
 
 
-def state_unchanged(module: nn.Module, before: Mapping[str, torch.Tensor]) -> bool:
-    after = module.state_dict()
-    return before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+def state_unchanged(module: nn.Module, before: Mapping[str, str]) -> bool:
+    """Every tensor of the module's state has the bytes it had at `snapshot`."""
+    return snapshot(module) == dict(before)
 
 
-def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+def snapshot(module: nn.Module) -> dict[str, str]:
+    """A digest of every tensor's bytes (exact, without a copy of the module: a copy of a
+    real-size block would double the forward's memory)."""
+    out = {}
+    for k, v in module.state_dict().items():
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"{v.dtype}{tuple(v.shape)}".encode())
+        h.update(v.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+        out[k] = h.hexdigest()
+    return out
 
 
 @dataclass(frozen=True)
@@ -97,15 +106,23 @@ def one_training_step(
     before_model = snapshot(module)
     before_mod = torch.cat([p.detach().flatten().clone() for p in modulator.parameters()])
     optimiser = torch.optim.SGD(modulator.parameters(), lr=lr)
-    with attached(module, anatomy, modulator):  # type: ignore[arg-type]
-        out = primary_output(module(**inputs)).to(torch.float64)
-        # A fixed random readout: a norm-like loss is flat through LayerNorm outputs.
-        gen = torch.Generator().manual_seed(0)
-        readout = torch.randn(out.shape, generator=gen, dtype=torch.float64).to(out.device)
-        loss = (out * readout).sum()
-        loss.backward()  # type: ignore[no-untyped-call]
-        optimiser.step()
-    module.zero_grad(set_to_none=True)
+    # Gradients for the modulator only: the model's own weights get no gradient buffers
+    # (and the optimiser no state for them), so the step costs the modulator's size.
+    frozen = [p for p in module.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        with attached(module, anatomy, modulator):  # type: ignore[arg-type]
+            out = primary_output(module(**inputs)).to(torch.float64)
+            # A fixed random readout: a norm-like loss is flat through LayerNorm outputs.
+            gen = torch.Generator().manual_seed(0)
+            readout = torch.randn(out.shape, generator=gen, dtype=torch.float64).to(out.device)
+            loss = (out * readout).sum()
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimiser.step()
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
     modulator.zero_grad(set_to_none=True)
     after_mod = torch.cat([p.detach().flatten() for p in modulator.parameters()])
     return TrainingStep(

@@ -2,48 +2,27 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import terrain.battery as battery_module
+import terrain.measures.crosslayer as crosslayer_module
 from terrain.anatomy import Anatomy, build_anatomy
-from terrain.battery import BatteryResult, head_layouts, layer_cosines, run_battery
+from terrain.battery import BatteryResult, run_battery
+from terrain.battery.heads import head_layouts
 from terrain.checkpoint import Checkpoint
-from terrain.measures.crosslayer import cosine_matrix
+from terrain.measures.crosslayer import cosine_matrix, layer_cosines
 from terrain.measures.sparsity import role_sparsity
 from terrain.measures.spectra import matrix_spectra
 from tests.conftest import build_tiny
 
 
-class CountingSource:
-    """A TensorSource that counts every read of every tensor."""
-
-    def __init__(self, inner: Checkpoint) -> None:
-        self.inner = inner
-        self.reads: Counter[str] = Counter()
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    def tensor_shapes(self) -> Mapping[str, tuple[int, ...]]:
-        return self.inner.tensor_shapes()
-
-    def tensor(self, name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        self.reads[name] += 1
-        return self.inner.tensor(name, dtype)
-
-
-def _counted(path: Path, name: str) -> tuple[Anatomy, CountingSource, BatteryResult]:
+def _counted(path: Path, name: str) -> tuple[Anatomy, BatteryResult]:
     ckpt = Checkpoint(path, name=name)
-    source = CountingSource(ckpt)
-    anatomy = build_anatomy(source, ckpt.config)
-    return anatomy, source, run_battery(anatomy, config=ckpt.config)
+    anatomy = build_anatomy(ckpt, ckpt.config)
+    return anatomy, run_battery(anatomy, config=ckpt.config)
 
 
 def _needed(anatomy: Anatomy) -> set[str]:
@@ -56,28 +35,53 @@ def _needed(anatomy: Anatomy) -> set[str]:
     return out
 
 
+def _per_layer_2d(anatomy: Anatomy) -> set[str]:
+    shapes = anatomy.source.tensor_shapes()
+    by_role: dict[tuple[str, str], list[str]] = {}
+    for r in anatomy.roles:
+        if r.kind == "weight" and r.layer is not None and len(r.shape(shapes[r.tensor])) == 2:
+            by_role.setdefault((r.stack, r.role), []).append(r.tensor)
+    return {t for tensors in by_role.values() if len(tensors) >= 2 for t in tensors}
+
+
 @pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_t5"])
-def test_every_needed_tensor_is_read_exactly_once(
+def test_each_pass_reads_every_needed_tensor_once(
     fixture: str, request: pytest.FixtureRequest
 ) -> None:
+    """Pass 1 reads every needed tensor once; pass 2 (cross-layer cosines) reads every
+    per-layer 2-D tensor once more, in row chunks."""
     path: Path = request.getfixturevalue(fixture)
-    anatomy, source, result = _counted(path, fixture)
-    assert set(source.reads) == _needed(anatomy)
-    assert max(source.reads.values()) == 1
-    assert dict(source.reads) == result.reads
+    anatomy, result = _counted(path, fixture)
+    assert result.reads == dict.fromkeys(_needed(anatomy), 1)
+    assert result.crosslayer_reads == dict.fromkeys(_per_layer_2d(anatomy), 1)
+    ckpt = anatomy.source
+    assert isinstance(ckpt, Checkpoint)
+    total = sum(ckpt.nbytes(n) for n in result.reads)
+    total += sum(ckpt.nbytes(n) for n in result.crosslayer_reads)
+    assert result.bytes_read == total
+
+
+def test_pass_one_reads_tensors_in_file_order(tiny_bert: Path) -> None:
+    ckpt = Checkpoint(tiny_bert, name="tiny-bert")
+    anatomy = build_anatomy(ckpt, ckpt.config)
+    result = run_battery(anatomy, config=ckpt.config)
+    order = ckpt.read_order()
+    assert list(result.reads) == [n for n in order if n in result.reads]
+    offsets = [ckpt.shards.tensors[n].offset for n in result.reads]
+    assert offsets == sorted(offsets)
 
 
 def test_fused_qkv_is_read_once_for_three_roles(replica_cache: Path) -> None:
-    anatomy, source, result = _counted(build_tiny("gpt2-tiny", replica_cache), "gpt2-tiny")
-    fused = [n for n in source.reads if n.endswith("attn.c_attn.weight")]
+    anatomy, result = _counted(build_tiny("gpt2-tiny", replica_cache), "gpt2-tiny")
+    fused = [n for n in result.reads if n.endswith("attn.c_attn.weight")]
     assert fused
-    assert all(source.reads[n] == 1 for n in fused)
+    assert all(result.reads[n] == 1 for n in fused)
     assert {"decoder.q", "decoder.k", "decoder.v"} <= set(result.spectra)
     assert len(result.qk) == anatomy.dims.layers["decoder"]
 
 
 def test_tiny_bert_battery_is_complete(tiny_bert: Path) -> None:
-    anatomy, _, result = _counted(tiny_bert, "tiny-bert")
+    anatomy, result = _counted(tiny_bert, "tiny-bert")
     layers = anatomy.dims.layers["encoder"]
     for role in ("q", "k", "v", "o", "mlp_up", "mlp_down"):
         assert len(result.spectra[f"encoder.{role}"].layers) == layers
@@ -95,7 +99,7 @@ def test_tiny_bert_battery_is_complete(tiny_bert: Path) -> None:
 
 
 def test_tiny_t5_battery_has_cross_attention_position_bias_and_tying(tiny_t5: Path) -> None:
-    _, _, result = _counted(tiny_t5, "tiny-t5")
+    _, result = _counted(tiny_t5, "tiny-t5")
     assert any(q.cross for q in result.qk)
     assert {(t.stack, t.bidirectional) for t in result.position_bias} == {
         ("encoder", True),
@@ -107,7 +111,7 @@ def test_tiny_t5_battery_has_cross_attention_position_bias_and_tying(tiny_t5: Pa
 
 
 def test_battery_values_equal_the_measures_applied_directly(tiny_bert: Path) -> None:
-    anatomy, _, result = _counted(tiny_bert, "tiny-bert")
+    anatomy, result = _counted(tiny_bert, "tiny-bert")
     q = [anatomy.read(e) for e in anatomy.layers("encoder", "q")]
     direct = role_sparsity("encoder.q", q, (1e-4, 1e-3, 1e-2, 1e-1))
     assert result.sparsity["encoder.q"] == direct
@@ -122,10 +126,10 @@ def test_chunked_layer_cosines_equal_cosine_matrix(monkeypatch: pytest.MonkeyPat
     g = torch.Generator().manual_seed(0)
     shared = torch.randn(30, 17, generator=g)
     layers = [shared + torch.randn(30, 17, generator=g) for _ in range(4)]
-    monkeypatch.setattr(battery_module, "_COSINE_CHUNK", 64)  # 510 values: 8 chunks
+    monkeypatch.setattr(crosslayer_module, "COSINE_CHUNK", 64)  # 510 values: 8 chunks
     np.testing.assert_allclose(layer_cosines(layers), cosine_matrix(layers), atol=1e-12)
     # Blocks of 24 float32 products: 2 per full chunk, a float64 remainder of 16 each.
-    monkeypatch.setattr(battery_module, "_COSINE_BLOCK", 24)
+    monkeypatch.setattr(crosslayer_module, "COSINE_BLOCK", 24)
     np.testing.assert_allclose(layer_cosines(layers), cosine_matrix(layers), atol=1e-6)
     with pytest.raises(ValueError, match="at least two"):
         layer_cosines(layers[:1])
@@ -143,8 +147,8 @@ def test_every_family_runs_with_each_tensor_read_once(replica_cache: Path) -> No
         "t5-v1_1-tiny",
     )
     for name in families:
-        anatomy, source, result = _counted(build_tiny(name, replica_cache), name)
-        assert max(source.reads.values()) == 1, name
+        anatomy, result = _counted(build_tiny(name, replica_cache), name)
+        assert set(result.reads.values()) == {1}, name
         assert result.spectra, name
         assert result.qk, name
         assert not result.qk_skipped, (name, result.qk_skipped)
