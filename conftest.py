@@ -7,6 +7,7 @@ pytest_plugins = [
     "plugins.bad_input",
     "plugins.baselines",
     "plugins.recording",
+    "plugins.evaluation",
     "plugins.collector",
     "plugins.html_report",
     # for the harness self-tests in tests/plugin

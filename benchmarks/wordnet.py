@@ -49,6 +49,7 @@ import torch
 from scipy import stats
 
 from terrain.config import load_models
+from terrain.property import declarations
 from terrain.measures.relational import relational_alignment, sample_pairs, seed_stability
 from terrain.model import LoadedModel, load_model
 from terrain.sources import SourceContext
@@ -66,7 +67,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load_minilm() -> LoadedModel:
-    models = load_models(REPO / "models.yaml")
+    models = load_models(REPO / "models.yaml", declarations())
     ctx = SourceContext((REPO / "fixtures" / "configs",), default_cache_dir())
     return load_model(models.models["minilm"], ctx, device="cpu")
 

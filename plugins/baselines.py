@@ -19,6 +19,7 @@ from plugins.options import settings
 from terrain.baselines import BaselineStore, Comparison
 from terrain.findings import Finding
 from terrain.model import LoadedModel
+from terrain.property import declarations
 from terrain.report.environment import git_commit, package_versions
 
 FINDINGS_KEY = pytest.StashKey[list[Finding]]()
@@ -82,7 +83,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
 
 def _baseline(config: pytest.Config, item: pytest.Item, finding: Finding, model: object) -> str:
     spec = next(s for s in settings(config).selected if s.name == finding.model)
-    tolerance = spec.tolerance(finding.property)
+    tolerance = spec.tolerance(finding.property, declarations().get(finding.property).tolerance)
     baselines = store(config)
     if config.getoption("update_baselines"):
         provenance = {

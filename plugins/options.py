@@ -10,6 +10,7 @@ import pytest
 
 from terrain.config import ModelsConfig, ModelSpec, load_models
 from terrain.errors import ConfigError
+from terrain.property import declarations
 from terrain.selection import replica_hint, select_models
 from terrain.sources import SourceContext
 from terrain.synthetic import default_cache_dir
@@ -88,7 +89,7 @@ def _read_settings(config: pytest.Config) -> RunSettings:
     path = Path(models_file) if models_file else root / "models.yaml"
     cache = config.getoption("terrain_cache")
     try:
-        models = load_models(path)
+        models = load_models(path, declarations())
         selected = select_models(models, config.getoption("model"))
     except ConfigError as e:
         raise pytest.UsageError(str(e)) from None

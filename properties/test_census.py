@@ -1,51 +1,14 @@
-"""The anatomy census of the checkpoint matches what its config predicts.
-
-Every tensor has a role or a stated reason (the adapter refuses any other at load), and
-the roles' tensor and parameter counts equal those of the same config built by
-transformers on the meta device (no weights): a checkpoint missing a module the config
-declares (say, a pooler), or carrying extra parameters, fails here.
-"""
+"""The anatomy census of the checkpoint matches its config (terrain/checks/census.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from plugins.assertions import check
-from plugins.recording import Recorder
-from terrain.anatomy.meta import census_from_config
-from terrain.findings import Expected, Finding
-from terrain.model import LoadedModel
+from plugins.evaluation import Evaluate
 
 pytestmark = pytest.mark.weights
 
 
-def test_anatomy_census_matches_config(model: LoadedModel, record_finding: Recorder) -> None:
-    census = model.anatomy.census()
-    predicted = model.memo(
-        "census_from_config",
-        lambda: census_from_config(model.checkpoint.config, model.anatomy.family),
-    )
-    roles = sorted(set(census["by_role"]) | set(predicted["by_role"]))
-    differ = {
-        role: {"checkpoint": census["by_role"].get(role), "config": predicted["by_role"].get(role)}
-        for role in roles
-        if census["by_role"].get(role) != predicted["by_role"].get(role)
-    }
-    finding = Finding(
-        model=model.name,
-        property="anatomy_census",
-        statistic="fraction of roles whose tensor and parameter counts match the config",
-        value=1.0 - len(differ) / len(roles) if roles else float("nan"),
-        expected=Expected(1.0, 1.0, "the config's own module, built on the meta device"),
-        null=None,  # a count of the checkpoint's own tensors: no null model applies
-        n=census["tensors"],
-        random_init=model.random_init,
-        details={
-            "census": census,
-            "differences": differ,
-            "predicted_parameters": predicted["parameters"],
-        },
-        tracked={"parameters": float(census["parameters"]), "tensors": float(census["tensors"])},
-    )
-    record_finding(finding)
-    check(finding)
+def test_anatomy_census_matches_config(evaluate: Evaluate) -> None:
+    """Every tensor has a role or a reason; the counts equal the config's own module's."""
+    evaluate("anatomy_census")

@@ -1,6 +1,13 @@
-"""models.yaml: pure data, read by a duplicate-refusing safe loader, validated into frozen objects.
+"""models.yaml: pure data, read with limits, validated into frozen objects against the
+property declarations.
 
-Every error names the file, the model and the field, and says what was expected.
+Reading refuses what a data file has no business holding: more than `MAX_BYTES`, bytes
+that are not UTF-8, YAML anchors and aliases (the "billion laughs" expansion), tags, and
+duplicate keys (plain safe_load keeps the last). Validation is strict where a value is a
+switch or a number: `trust_remote_code` is a YAML boolean or nothing, every band is finite
+and inside its property's domain (terrain/property.py). Every error names the file, the
+model and the field, says what was expected, and is cut to `MAX_MESSAGE` characters so
+that no input is echoed at length.
 """
 
 from __future__ import annotations
@@ -10,123 +17,63 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_core import ErrorDetails
 
 from terrain.anatomy import family_names
-from terrain.baselines import DEFAULT_TOLERANCES, Tolerance, tolerance_for
+from terrain.baselines import Tolerance
 from terrain.errors import ConfigError
-from terrain.measures.sparsity import THRESHOLDS as SPARSITY_THRESHOLDS
+from terrain.property import Expectation, Registry
 from terrain.suggest import did_you_mean, known
 
-Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 DType = Literal["float32", "float64", "bfloat16", "float16"]
+MAX_BYTES = 1 << 20  # a models file is a page of text, not a megabyte
+MAX_MESSAGE = 2000  # characters of any one error message
+_SHOWN = 80  # characters of an offending value quoted in a message
+
+
+def clip(text: str, limit: int = MAX_MESSAGE) -> str:
+    """A message cut to `limit` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 40] + f" … ({len(text) - limit + 40} more characters)"
+
+
+def _shown(value: object) -> str:
+    return clip(repr(value), _SHOWN)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
-class Band(_Strict):
-    """A closed interval [low, high]; written in YAML as `[low, high]`."""
-
-    low: float
-    high: float
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_pair(cls, data: Any) -> Any:
-        if isinstance(data, list | tuple):
-            if len(data) != 2:
-                raise ValueError(f"a band is a list of two numbers [low, high], got {list(data)}")
-            return {"low": data[0], "high": data[1]}
-        return data
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Band:
-        if self.low > self.high:
-            raise ValueError(f"band low end {self.low} is above its high end {self.high}")
-        return self
-
-    def contains(self, value: float) -> bool:
-        return self.low <= value <= self.high
-
-    def as_list(self) -> list[float]:
-        return [self.low, self.high]
-
-
-class QSparsityExpect(_Strict):
-    """Fraction of |w| below `threshold` in the Q projections, and its scale-free companion."""
-
-    threshold: float = 0.1
-    band: Band
-    # Fraction of |w| below 0.1 * std(w): a weight-scale change cannot move it.
-    scale_free_band: Band | None = None
-    source: str | None = None
-
-    @field_validator("threshold")
-    @classmethod
-    def _measured_threshold(cls, value: float) -> float:
-        if value not in SPARSITY_THRESHOLDS:
-            raise ValueError(f"threshold must be one of {list(SPARSITY_THRESHOLDS)}, got {value}")
-        return value
-
-
-class CrossLayerExpect(_Strict):
-    """Bound on |cosine| of flattened same-role attention weights in adjacent layers."""
-
-    max_abs: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
-    source: str | None = None
-
-
-class SimplexCVExpect(_Strict):
-    """Band of the CV of Cayley–Menger volumes of random 5-token simplices of the embedding."""
-
-    band: Band
-    n_simplices: Annotated[int, Field(ge=10, le=10_000_000)] = 1000
-    seed: int = 0
-    source: str | None = None
-
-
-class Expectations(_Strict):
-    q_sparsity: QSparsityExpect | None = None
-    crosslayer_corr: CrossLayerExpect = CrossLayerExpect()
-    simplex_cv: SimplexCVExpect | None = None
-
-
 class ToleranceSpec(_Strict):
     """How far a value may move from its baseline: |new − old| ≤ abs + rel·|old|."""
 
-    abs: Annotated[float, Field(ge=0.0)] = 0.0
-    rel: Annotated[float, Field(ge=0.0)] = 0.0
+    abs: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.0
+    rel: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.0
 
 
 class ModelSpec(_Strict):
     name: str
-    source: Annotated[str, Field(min_length=1)]
-    family: str | None = None
+    source: Annotated[StrictStr, Field(min_length=1, max_length=4096)]
+    family: StrictStr | None = None
     dtype: DType | None = None
-    trust_remote_code: bool = False
-    default: bool = False
-    description: str | None = None
-    expect: Expectations = Expectations()
-    # Per-property baseline tolerances; properties not named keep their defaults.
+    trust_remote_code: StrictBool = False
+    default: StrictBool = False
+    description: StrictStr | None = None
+    # property -> its validated Expectation (terrain/property.py), checked in parse_models
+    expect: Mapping[str, Any] = {}
+    # Per-property baseline tolerances; properties not named keep their declared default.
     tolerances: Mapping[str, ToleranceSpec] = {}
-
-    @field_validator("tolerances")
-    @classmethod
-    def _known_properties(cls, value: Mapping[str, ToleranceSpec]) -> Mapping[str, ToleranceSpec]:
-        for name in value:
-            if name not in DEFAULT_TOLERANCES:
-                raise ValueError(
-                    f"unknown property {name!r}{did_you_mean(name, DEFAULT_TOLERANCES)}; "
-                    f"known: {known(DEFAULT_TOLERANCES)}"
-                )
-        return value
-
-    def tolerance(self, prop: str) -> Tolerance:
-        spec = self.tolerances.get(prop)
-        return tolerance_for(prop, {prop: Tolerance(spec.abs, spec.rel)} if spec else {})
 
     @field_validator("family")
     @classmethod
@@ -142,6 +89,14 @@ class ModelSpec(_Strict):
     def is_synthetic(self) -> bool:
         return self.source.startswith("synthetic:")
 
+    def expectation(self, prop: str) -> Expectation | None:
+        found = self.expect.get(prop)
+        return found if isinstance(found, Expectation) else None
+
+    def tolerance(self, prop: str, default: Tolerance) -> Tolerance:
+        spec = self.tolerances.get(prop)
+        return Tolerance(spec.abs, spec.rel) if spec is not None else default
+
 
 class ModelsConfig(_Strict):
     path: str
@@ -151,11 +106,24 @@ class ModelsConfig(_Strict):
         return [m for m in self.models.values() if m.default]
 
 
-PROPERTY_NAMES = tuple(Expectations.model_fields)
+class _SafeDataLoader(yaml.SafeLoader):
+    """A safe loader for plain data: no anchors or aliases, no duplicate keys."""
 
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate mapping keys (plain safe_load keeps the last)."""
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise ConfigError(
+                f"{self.name}:{event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are "
+                "not allowed in a models file: write the value out"
+            )
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            raise ConfigError(
+                f"{self.name}:{event.start_mark.line + 1}: YAML anchors (&{anchor}) are not "
+                "allowed in a models file: write the value out"
+            )
+        return super().compose_node(parent, index)
 
 
 def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -165,34 +133,51 @@ def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -
         line = key_node.start_mark.line + 1
         if key in seen:
             raise ConfigError(
-                f"{loader.name}:{line}: duplicate key {key!r} (first at line {seen[key]}); "
+                f"{loader.name}:{line}: duplicate key {_shown(key)} (first at line {seen[key]}); "
                 "YAML would silently keep the last one"
             )
         seen[key] = line
     return loader.construct_mapping(node)
 
 
-_UniqueKeyLoader.add_constructor(
+_SafeDataLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
 )
 
 
-def load_models(path: Path) -> ModelsConfig:
-    """Read and validate a models file; raise ConfigError with every problem found."""
+def read_yaml(path: Path) -> Any:
+    """A models file's data, read within the limits of the module docstring."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a models file") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read models file ({e.strerror})") from None
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(f"{path}: over {MAX_BYTES >> 20} MiB, too large for a models file")
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {e.start} is {raw[e.start : e.start + 1]!r})"
+        ) from None
+    loader = _SafeDataLoader(text)
+    loader.name = str(path)
+    try:
+        return loader.get_single_data()
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    except ConfigError as e:
-        raise ConfigError(str(e).replace("<unicode string>", str(path))) from None
-    return parse_models(data, path)
+        raise ConfigError(clip(f"{path}: not valid YAML: {e}")) from None
+    finally:
+        loader.dispose()
 
 
-def parse_models(data: Any, path: Path) -> ModelsConfig:
+def load_models(path: Path, registry: Registry) -> ModelsConfig:
+    """Read and validate a models file; raise ConfigError with every problem found."""
+    return parse_models(read_yaml(path), path, registry)
+
+
+def parse_models(data: Any, path: Path, registry: Registry) -> ModelsConfig:
     if data is None:
         raise ConfigError(f"{path}: the file is empty; expected a mapping with a 'models' key")
     if not isinstance(data, dict):
@@ -201,49 +186,109 @@ def parse_models(data: Any, path: Path) -> ModelsConfig:
         )
     extra = set(data) - {"models"}
     if extra:
-        key = str(sorted(extra)[0])
-        raise ConfigError(f"{path}: unknown top-level key {key!r}{did_you_mean(key, ['models'])}")
+        key = str(sorted(str(k) for k in extra)[0])
+        raise ConfigError(
+            f"{path}: unknown top-level key {_shown(key)}{did_you_mean(key, ['models'])}"
+        )
     models = data.get("models")
     if not isinstance(models, dict) or not models:
         raise ConfigError(f"{path}: 'models' must be a non-empty mapping of model name to entry")
     specs: dict[str, ModelSpec] = {}
     problems: list[str] = []
     for name, entry in models.items():
+        if not isinstance(name, str) or not name.strip():
+            problems.append(f"{path}: model name {_shown(name)} is not a non-empty string")
+            continue
         if not isinstance(entry, dict):
             problems.append(
-                f"{path}: model {name!r}: expected a mapping, got {type(entry).__name__}"
+                f"{path}: model {_shown(name)}: expected a mapping, got {type(entry).__name__}"
             )
             continue
-        try:
-            specs[str(name)] = ModelSpec.model_validate({**entry, "name": str(name)})
-        except ValidationError as e:
-            problems += [_describe(path, str(name), err) for err in e.errors()]
+        found = _model(path, name, entry, registry)
+        if isinstance(found, ModelSpec):
+            specs[name] = found
+        else:
+            problems += found
     if problems:
-        raise ConfigError("\n".join(problems))
+        shown = problems[:20]
+        if len(problems) > 20:
+            shown.append(f"… and {len(problems) - 20} more problems")
+        raise ConfigError("\n".join(clip(p) for p in shown))
     return ModelsConfig(path=str(path), models=specs)
 
 
-_FIELDS_AT: dict[tuple[str, ...], list[str]] = {
-    (): [f for f in ModelSpec.model_fields if f != "name"],
-    ("expect",): list(Expectations.model_fields),
-    ("expect", "q_sparsity"): list(QSparsityExpect.model_fields),
-    ("expect", "crosslayer_corr"): list(CrossLayerExpect.model_fields),
-    ("expect", "simplex_cv"): list(SimplexCVExpect.model_fields),
-}
+def _model(
+    path: Path, name: str, entry: dict[str, Any], registry: Registry
+) -> ModelSpec | list[str]:
+    """One entry validated, or its problems."""
+    problems: list[str] = []
+    raw_expect = entry.get("expect", {})
+    try:
+        spec = ModelSpec.model_validate({**entry, "name": name, "expect": {}})
+    except ValidationError as e:
+        return [_describe(path, name, err) for err in e.errors()]
+    expect: dict[str, Expectation] = {}
+    if not isinstance(raw_expect, dict):
+        problems.append(f"{path}: model {name!r}: field 'expect': a mapping of property to entry")
+        raw_expect = {}
+    for prop_name, raw in raw_expect.items():
+        where = f"{path}: model {name!r}: field 'expect.{prop_name}.band'"
+        if prop_name not in registry:
+            problems.append(_unknown_property(path, name, prop_name, "expect", registry))
+            continue
+        prop = registry.get(prop_name)
+        try:
+            expectation = prop.expectation(raw)
+        except ValidationError as e:
+            fields = list(prop.expect.model_fields)
+            problems += [
+                _describe(path, name, err, f"expect.{prop_name}", fields) for err in e.errors()
+            ]
+            continue
+        if expectation.band is not None:
+            problem = prop.domain.problem(expectation.band.low, expectation.band.high)
+            if problem:
+                problems.append(f"{where}: {problem}")
+                continue
+        expect[prop_name] = expectation
+    for prop_name in spec.tolerances:
+        if prop_name not in registry:
+            problems.append(_unknown_property(path, name, prop_name, "tolerances", registry))
+    if problems:
+        return problems
+    return spec.model_copy(update={"expect": expect})
 
 
-def _describe(path: Path, model: str, err: ErrorDetails) -> str:
+def _unknown_property(path: Path, model: str, prop: object, where: str, registry: Registry) -> str:
+    names = registry.names()
+    return (
+        f"{path}: model {model!r}: unknown property {_shown(prop)} under {where!r}"
+        f"{did_you_mean(str(prop), names)}; known: {known(names)}"
+    )
+
+
+def _describe(
+    path: Path, model: str, err: ErrorDetails, prefix: str = "", fields: list[str] | None = None
+) -> str:
     loc = tuple(str(p) for p in err["loc"])
-    field = ".".join(loc) or "(entry)"
+    field = ".".join((prefix, *loc) if prefix else loc) or "(entry)"
     if err["type"] == "extra_forbidden":
-        parent, key = loc[:-1], loc[-1]
-        choices = _FIELDS_AT.get(tuple(p for p in parent if p not in ("low", "high")), [])
-        what = "property" if parent == ("expect",) else "field"
-        return (
-            f"{path}: model {model!r}: unknown {what} {field!r}{did_you_mean(key, choices)}; "
-            f"expected one of: {known(choices)}"
-        )
+        key = loc[-1] if loc else "?"
+        hint = _suggest(key, loc, fields)
+        return f"{path}: model {model!r}: unknown field {field!r}{hint}"
     got = err.get("input")
-    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    shown = "" if isinstance(got, dict) else f" (got {_shown(got)})"
     msg = err["msg"].removeprefix("Value error, ")
     return f"{path}: model {model!r}: field {field!r}: {msg}{shown}"
+
+
+def _suggest(key: str, loc: tuple[str, ...], fields: list[str] | None) -> str:
+    """' (did you mean ...?)' among the fields allowed where `key` was found."""
+    choices: list[str] = []
+    if fields is not None and len(loc) == 1:
+        choices = fields
+    elif fields is None and len(loc) == 1:
+        choices = [f for f in ModelSpec.model_fields if f not in ("name",)]
+    elif fields is None and loc[:1] == ("tolerances",):
+        choices = list(ToleranceSpec.model_fields)
+    return did_you_mean(key, choices) + (f"; expected one of: {known(choices)}" if choices else "")

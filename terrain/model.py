@@ -1,17 +1,27 @@
-"""A model under test: resolved source, checkpoint and anatomy, with its random-init null."""
+"""A model under test: resolved source, checkpoint and anatomy, its battery and its nulls."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
+
 from terrain.anatomy import Anatomy, build_anatomy
-from terrain.checkpoint import Checkpoint, build_module, load_tokenizer
+from terrain.battery import DEFAULT_BUDGET, BatteryResult, StreamOptions, run_battery
+from terrain.checkpoint import Checkpoint
+from terrain.checks.text import TEXT_CPU_PARAMETERS
 from terrain.config import ModelSpec
-from terrain.sources import SYNTHETIC_SEED, ResolvedSource, SourceContext, resolve
-from terrain.synthetic import random_init_replica
+from terrain.forward.runner import ForwardRunner
+from terrain.measures.norms import gain_offset
+from terrain.modules import build_module, load_tokenizer
+from terrain.null.model import NullModel, NullPlan, plan_for
+from terrain.progress import Tracker
+from terrain.sources import ResolvedSource, SourceContext, resolve
+from terrain.workpool import MemoryBudget
 
 T = TypeVar("T")
 
@@ -25,7 +35,8 @@ class LoadedModel:
     device: str
     cache_dir: Path
     dtype: str | None = None  # --dtype, else models.yaml `dtype`, else float32
-    _null: LoadedModel | None = field(default=None, repr=False)
+    budget: MemoryBudget = DEFAULT_BUDGET
+    text_budget: int = TEXT_CPU_PARAMETERS  # parameters of whole-module text work on a CPU
     _modules: dict[str, Any] = field(default_factory=dict, repr=False)
     _tokenizer: Any = field(default=None, repr=False)
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -65,24 +76,105 @@ class LoadedModel:
             self._tokenizer = load_tokenizer(self.checkpoint, self.spec.trust_remote_code)
         return self._tokenizer or None
 
-    def null(self) -> LoadedModel:
-        """A seeded random-init replica of this model's config (itself when already random).
+    @cached_property
+    def parameters(self) -> int:
+        """Stored parameters (every tensor of the checkpoint)."""
+        total = 0
+        for shape in self.checkpoint.tensor_shapes().values():
+            n = 1
+            for s in shape:
+                n *= s
+            total += n
+        return total
 
-        Built on first use and cached on disk, keyed by config, seed and library versions.
-        """
-        if self.random_init:
-            return self
-        if self._null is None:
-            label = f"{self.name} null (random init)"
-            path = random_init_replica(
-                self.checkpoint.config, seed=SYNTHETIC_SEED, cache_dir=self.cache_dir, label=label
+    def battery(self) -> BatteryResult:
+        """The weights-only battery, computed once per worker (with progress)."""
+
+        def compute() -> BatteryResult:
+            with Tracker(self.name, "weights", unit="B") as tracker:
+                return run_battery(
+                    self.anatomy,
+                    config=self.checkpoint.config,
+                    device=self.device,
+                    budget=self.budget,
+                    options=StreamOptions(gain_offset=self._gain_offset),
+                    tracker=tracker,
+                )
+
+        return self.memo("battery", compute)
+
+    def forward(self) -> ForwardRunner:
+        """The forward cases of this model (whole below the budget, else windows)."""
+        return self.memo("forward", lambda: ForwardRunner(self))
+
+    def token_table(self) -> torch.Tensor:
+        """The token table as stored (a view of the memory map: rows are read on use)."""
+        entry = self.anatomy.token_embedding()
+        stored = getattr(self.checkpoint, "stored", None)
+        return entry.take(stored(entry.tensor)) if stored else self.anatomy.read(entry)
+
+    def dtype_census(self) -> dict[str, int]:
+        """Stored tensors per dtype (with float8's exact upcast named)."""
+        fn = getattr(self.checkpoint, "dtype_census", None)
+        return dict(fn()) if fn is not None else {}
+
+    def _gain_offset(self, stack: str, role: str) -> float:
+        return gain_offset(self.anatomy.family, stack, role)
+
+    @cached_property
+    def null_plan(self) -> NullPlan:
+        return plan_for(self.checkpoint.config, self.parameters)
+
+    @cached_property
+    def _nulls(self) -> tuple[NullModel, ...]:
+        dtype = _dominant_dtype(self.checkpoint)
+        return tuple(
+            NullModel(
+                self.name,
+                self.null_plan,
+                seed,
+                family=self.anatomy.family,
+                device=self.device,
+                dtype=dtype,
+                budget=self.budget,
+                cache_dir=self.cache_dir,
+                gain_offset=self._gain_offset,
             )
-            src = ResolvedSource(label, f"null-of:{self.spec.source}", "synthetic", path, True)
-            null_spec = ModelSpec(name=label, source=src.source, family=self.anatomy.family)
-            self._null = open_model(
-                null_spec, src, device=self.device, cache_dir=self.cache_dir, dtype=self.dtype
-            )
-        return self._null
+            for seed in self.null_plan.seeds
+        )
+
+    def nulls(self) -> tuple[NullModel, ...]:
+        """The random-init nulls of this model's config, one per seed (never the model
+        itself: seeds 1…k, where a `synthetic:` replica is seed 0)."""
+        return self._nulls
+
+    def null(self) -> NullModel:
+        """The first null seed (for measures too costly to repeat per seed)."""
+        return self._nulls[0]
+
+    def null_batteries(self) -> list[BatteryResult]:
+        """The battery of every null seed, with progress."""
+        nulls = self.nulls()
+        with Tracker(self.name, "null batteries", total=len(nulls), unit="seeds") as tracker:
+            out = []
+            for null in nulls:
+                out.append(null.battery())
+                tracker.advance(1)
+        return out
+
+
+def _dominant_dtype(checkpoint: Checkpoint) -> torch.dtype:
+    """The float dtype most of the checkpoint's bytes are stored in (its nulls are made in
+    it, so a bf16 release's null is rounded as it is)."""
+    by_dtype: dict[str, int] = {}
+    for name in checkpoint.tensor_names():
+        code = checkpoint.stored_dtype(name)
+        by_dtype[code] = by_dtype.get(code, 0) + checkpoint.nbytes(name)
+    names = {"BF16": torch.bfloat16, "F16": torch.float16, "F64": torch.float64}
+    floats = {k: v for k, v in by_dtype.items() if k in (*names, "F32")}
+    if not floats:
+        return torch.float32
+    return names.get(max(floats, key=lambda k: floats[k]), torch.float32)
 
 
 def open_model(

@@ -43,18 +43,35 @@ class Harness:
         return (self.pytester.path / "reports" / "tests.html").read_text()
 
 
-# The plugin tests count outcomes of these weights-only properties; each test that needs
-# another property file names it.
-PLUGIN_TEST_PROPERTIES = ("test_sparsity.py", "test_crosslayer.py", "test_simplex.py")
+# The plugin tests count outcomes of these four weights-only properties (declared in
+# terrain/checks/), run by a property file of the throw-away project; a test that needs
+# the shipped property files names them.
+PLUGIN_TEST_PROPERTIES = ("q_sparsity", "q_sparsity_scale_free", "crosslayer_corr", "simplex_cv")
+_CHOSEN = """
+import pytest
+
+pytestmark = pytest.mark.weights
+{tests}
+"""
+_TEST = """
+
+def test_{name}(evaluate):
+    evaluate({name!r})
+"""
 
 
 def make_harness(
-    pytester: pytest.Pytester, cache: Path, properties: tuple[str, ...] = PLUGIN_TEST_PROPERTIES
+    pytester: pytest.Pytester, cache: Path, properties: tuple[str, ...] = ()
 ) -> Harness:
+    """A project with the repository's conftest, and `properties` (shipped property files)
+    or, by default, one file running PLUGIN_TEST_PROPERTIES."""
     shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
     (pytester.path / "properties").mkdir()
     for name in properties:
         shutil.copy(REPO / "properties" / name, pytester.path / "properties" / name)
+    if not properties:
+        tests = "".join(_TEST.format(name=n) for n in PLUGIN_TEST_PROPERTIES)
+        (pytester.path / "properties" / "test_chosen.py").write_text(_CHOSEN.format(tests=tests))
     pytester.makeini(
         """
         [pytest]

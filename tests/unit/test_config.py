@@ -6,10 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from terrain.config import load_models
+from terrain.config import load_models as _load
 from terrain.errors import ConfigError
+from terrain.property import declarations
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def load_models(path: Path):  # type: ignore[no-untyped-def]
+    return _load(path, declarations())
 
 VALID = """
 models:
@@ -60,7 +65,7 @@ INVALID = [
     ),
     pytest.param(
         "models:\n  a: {source: x, expect: {simplex_vc: {band: [0, 1]}}}\n",
-        "model 'a': unknown property 'expect.simplex_vc' (did you mean 'simplex_cv'?)",
+        "model 'a': unknown property 'simplex_vc' under 'expect' (did you mean 'simplex_cv'?)",
         id="unknown-property",
     ),
     pytest.param(
@@ -75,7 +80,7 @@ INVALID = [
     ),
     pytest.param(
         "models:\n  a: {source: x, expect: {q_sparsity: {band: [0, 1], threshold: 0.5}}}\n",
-        "field 'expect.q_sparsity.threshold': threshold must be one of [0.001, 0.01, 0.1]",
+        "field 'expect.q_sparsity.threshold': threshold must be one of [0.0001, 0.001, 0.01, 0.1]",
         id="threshold-not-measured",
     ),
     pytest.param(
@@ -121,9 +126,10 @@ def test_valid_file_is_frozen_and_defaults_apply(tmp_path: Path) -> None:
     path.write_text(VALID)
     spec = load_models(path).models["a"]
     assert spec.trust_remote_code is False
-    assert spec.expect.simplex_cv is not None
-    assert spec.expect.simplex_cv.n_simplices == 1000
-    assert spec.expect.crosslayer_corr.max_abs == 0.05
+    simplex = spec.expectation("simplex_cv")
+    assert simplex is not None
+    assert simplex.n_simplices == 1000  # type: ignore[attr-defined]
+    assert spec.expectation("crosslayer_corr") is None  # its default bound applies
     with pytest.raises(Exception, match="frozen"):
         spec.source = "other"  # type: ignore[misc]
 
@@ -131,6 +137,8 @@ def test_valid_file_is_frozen_and_defaults_apply(tmp_path: Path) -> None:
 def test_shipped_models_file_is_valid() -> None:
     config = load_models(REPO / "models.yaml")
     assert {"minilm", "t5-small", "t5-small-random", "bert-base-random"} <= set(config.models)
-    assert config.models["t5-small"].expect.simplex_cv is not None
-    assert config.models["t5-small"].expect.simplex_cv.band.as_list() == [0.20, 0.23]
+    simplex = config.models["t5-small"].expectation("simplex_cv")
+    assert simplex is not None
+    assert simplex.band is not None
+    assert simplex.band.as_list() == [0.20, 0.23]
     assert all(m.is_synthetic for m in config.models.values() if m.name.endswith("-random"))

@@ -108,7 +108,7 @@ def test_selection_defaults_names_paths_and_hub_ids(tmp_path: Path) -> None:
         (str(tmp_path), str(tmp_path)),
         ("org/model", "org/model"),
     ]
-    assert adhoc[0].expect.simplex_cv is None  # default expectations: measured, not asserted
+    assert adhoc[0].expectation("simplex_cv") is None  # default expectations: none asserted
 
 
 def test_selection_unknown_name_suggests() -> None:

@@ -1,0 +1,50 @@
+"""The `evaluate` fixture: a property test names its declared property, and this runs it.
+
+It looks the property up among the declarations (terrain/property.py), evaluates it on the
+test's model with that model's expectation from the models file, records the finding and
+its evidence, and turns the verdict into the test's outcome: outside the band fails,
+"not applicable to this architecture" skips with the reason, and a failure the check
+found beyond the band (a negative control without effect) fails after recording.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+
+from plugins.assertions import check
+from plugins.recording import Recorder
+from terrain.checks.text import BudgetExceededError
+from terrain.model import LoadedModel
+from terrain.property import NotApplicableError, declarations
+from terrain.wordnet import WordNetMissingError
+
+Evaluate = Callable[[str], None]
+
+
+@pytest.fixture
+def evaluate(model: LoadedModel, record_finding: Recorder) -> Evaluate:
+    def run(name: str) -> None:
+        __tracebackhide__ = True
+        prop = declarations().get(name)
+        try:
+            result = prop.evaluate(model, model.spec.expectation(name))
+        except NotApplicableError as e:
+            pytest.skip(f"not applicable: {e}")
+        except BudgetExceededError as e:
+            pytest.skip(f"over budget: {e}")
+        except WordNetMissingError as e:
+            pytest.skip(str(e))
+        if result.finding.property != name:
+            raise AssertionError(
+                f"the check of {name!r} returned a finding of {result.finding.property!r}"
+            )
+        finding = replace(result.finding, version=prop.version)
+        record_finding(finding, list(result.evidence))
+        check(finding)
+        if result.problems:
+            pytest.fail("\n".join(result.problems), pytrace=False)
+
+    return run

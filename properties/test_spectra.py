@@ -1,0 +1,24 @@
+"""Spectra of every projection beside Marchenko–Pastur (terrain/checks/spectra.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from plugins.evaluation import Evaluate
+
+pytestmark = pytest.mark.weights
+
+
+def test_stable_rank_against_marchenko_pastur(evaluate: Evaluate) -> None:
+    """Stable rank over its Marchenko–Pastur value: about 1 at random init."""
+    evaluate("spectral_stable_rank")
+
+
+def test_participation_ratio_against_marchenko_pastur(evaluate: Evaluate) -> None:
+    """Participation ratio (Σσ)²/Σσ² over its Marchenko–Pastur value."""
+    evaluate("spectral_participation_ratio")
+
+
+def test_condition_number(evaluate: Evaluate) -> None:
+    """Condition number σ_max/σ_min of every projection, beside the null."""
+    evaluate("spectral_condition_number")

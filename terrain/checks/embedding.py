@@ -1,0 +1,302 @@
+"""Token-embedding geometry, weight tying and the pentachoron CV (seed notebook §1–3).
+
+Geometry: norms, mean pairwise cosine over a seeded sample of rows, and the covariance
+participation ratio per dimension. Analytic nulls: independent isotropic vectors have
+mean cosine 0 (sd 1/√dim per pair); an N × D i.i.d. table has PR/dim ≈ 1/(1 + D/N).
+The seed's Qwen3.5-0.8B reference (PR/dim 0.535, mean cosine 0.195) is a reference for
+that model only. Asserted for random-init models, where the analytic nulls hold.
+
+Tying: every stored copy of the token table and the LM head against what the config
+declares (tied: absent or identical; untied: stored and different).
+
+Pentachoron CV: the CV of Cayley–Menger volumes of seeded random 5-token simplices; the
+band is per model (the CV of random points falls with dimension: ≈0.29 at D≈24,
+0.20–0.23 at D≈40–48, <0.07 at D≥512), so the seed's band is the expectation of the
+seed's own models only. Its null is the same measure on Gaussian points of the same
+dimension and std.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Annotated
+
+import torch
+from pydantic import Field
+
+from terrain.anatomy import TensorRole
+from terrain.baselines import Tolerance
+from terrain.battery import BatteryResult
+from terrain.battery.reader import Reader
+from terrain.checks.common import band, null_of
+from terrain.errors import AnatomyError
+from terrain.findings import Expected, Finding, Null
+from terrain.measures.embedding import SEED_REFERENCE, EmbeddingGeometry
+from terrain.measures.simplex import gaussian_null_cv, simplex_cv
+from terrain.measures.sparsity import count_tensor
+from terrain.property import (
+    COSINE,
+    FRACTION,
+    NONNEGATIVE,
+    Evaluation,
+    Expectation,
+    Gauge,
+    NotApplicableError,
+    Property,
+    declare,
+)
+from terrain.report.battery_plots import eigenspectra
+from terrain.report.evidence import Evidence
+from terrain.report.plots import volume_histogram
+
+if TYPE_CHECKING:
+    from terrain.model import LoadedModel
+
+# Random-init band of the mean cosine: the mean over all pairs of n independent isotropic
+# vectors has sd about √(2/dim)/n; six of those.
+COSINE_BAND_SDS = 6.0
+ANALYTIC = "analytic law of an i.i.d. table"
+ROTATION_NOTE = (
+    "a residual rotation R maps every token row x to R·x: norms, pairwise cosines, the "
+    "covariance spectrum and simplex volumes are unchanged; per-coordinate statistics are not"
+)
+
+
+def _geometry(model: LoadedModel) -> EmbeddingGeometry:
+    result = model.battery()
+    if result.embedding is None:
+        why = result.embedding_skipped or "no token-embedding table"
+        raise NotApplicableError(f"model {model.name!r}: {why}")
+    return result.embedding
+
+
+def _null_geometry(model: LoadedModel) -> EmbeddingGeometry | None:
+    return model.null_batteries()[0].embedding
+
+
+def weight_tying(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+    tying = model.battery().tying
+    if tying is None or not tying.pairs:
+        raise NotApplicableError(f"model {model.name!r}: one token table and no LM head to tie")
+    default = Expected(1.0, 1.0, "config.json tie_word_embeddings and the loader's tying")
+    finding = Finding(
+        model=model.name,
+        property="weight_tying",
+        statistic="share of token-table copies and LM head consistent with the config's tying",
+        value=tying.consistent_fraction,
+        expected=band(expect, default),
+        null=None,  # a fact of the checkpoint's own layout: no null model applies
+        n=len(tying.pairs),
+        random_init=model.random_init,
+        details=tying.as_dict(),
+        tracked={f"{p.table} consistent": float(p.consistent) for p in tying.pairs},
+    )
+    return Evaluation(finding)
+
+
+def _geometry_null(model: LoadedModel, statistic: str, analytic: float, what: str) -> Null:
+    def of(b: BatteryResult) -> float | None:
+        return None if b.embedding is None else float(getattr(b.embedding, statistic))
+
+    sampled = null_of(model, of)
+    return sampled if sampled is not None else Null(analytic, f"{ANALYTIC}: {what}")
+
+
+def participation_ratio(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+    geo = _geometry(model)
+    null = _null_geometry(model)
+    tol = 0.02 + 1.0 / math.sqrt(geo.dim)
+    analytic = geo.null_pr_over_dim
+    default = (
+        Expected(analytic * (1 - tol), analytic * (1 + tol), "i.i.d. table: 1/(1 + D/N)")
+        if model.random_init
+        else None
+    )
+    finding = Finding(
+        model=model.name,
+        property="embedding_participation_ratio",
+        statistic="participation ratio of the token-embedding covariance / dim",
+        value=geo.pr_over_dim,
+        expected=band(expect, default),
+        null=_geometry_null(model, "pr_over_dim", analytic, "1/(1+D/N)"),
+        n=geo.n_tokens,
+        random_init=model.random_init,
+        details={
+            **geo.as_dict(),
+            "analytic_null_pr_over_dim": analytic,
+            "null_geometry": null.as_dict() if null else None,
+            "seed_reference": SEED_REFERENCE,
+        },
+        tracked={
+            "participation_ratio": geo.participation_ratio,
+            "top_eigenvalue_share": geo.top_eigenvalue_share,
+            **{f"dims_for_{k}": float(v) for k, v in geo.dims_for.items()},
+        },
+    )
+    plot = eigenspectra(
+        geo.eigenvalues,
+        null.eigenvalues if null else geo.eigenvalues[:0],
+        title=f"{model.name}: token-embedding covariance eigenvalues",
+        ylabel="eigenvalue / total variance",
+    )
+    return Evaluation(finding, (Evidence("embedding eigenspectrum against the null", plot),))
+
+
+def mean_cosine(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+    geo = _geometry(model)
+    null = _null_geometry(model)
+    width = COSINE_BAND_SDS * math.sqrt(2.0 / geo.dim) / geo.n_sample
+    default = (
+        Expected(-width, width, "independent isotropic rows: mean 0") if model.random_init else None
+    )
+    finding = Finding(
+        model=model.name,
+        property="embedding_mean_cosine",
+        statistic="mean pairwise cosine of sampled token embeddings",
+        value=geo.mean_cosine,
+        expected=band(expect, default),
+        null=_geometry_null(model, "mean_cosine", 0.0, "mean 0"),
+        interval=geo.cosine_interval,
+        n=geo.n_sample,
+        seed=geo.seed,
+        random_init=model.random_init,
+        details={
+            "cosine_std": geo.cosine_std,
+            "analytic_null_sd_per_pair": geo.null_cosine_sd,
+            "norm_mean": geo.norm_mean,
+            "norm_std": geo.norm_std,
+            "zero_rows_excluded": geo.zero_rows,
+            "null_cosine_std": null.cosine_std if null else None,
+            "seed_reference": SEED_REFERENCE,
+        },
+        tracked={
+            "cosine_std": geo.cosine_std,
+            "norm_mean": geo.norm_mean,
+            "norm_std": geo.norm_std,
+        },
+    )
+    return Evaluation(finding)
+
+
+class SimplexCVExpect(Expectation):
+    """The CV band, and the sample it is measured on."""
+
+    n_simplices: Annotated[int, Field(ge=10, le=10_000_000)] = 1000
+    seed: int = 0
+
+
+def _table(model: LoadedModel) -> tuple[TensorRole, torch.Tensor]:
+    """The token table as stored (a view of the memory map where the source has one): the
+    CV reads only its sampled rows, so a 7B model's table is never converted whole."""
+    try:
+        entry = model.anatomy.token_embedding()
+    except AnatomyError:
+        raise NotApplicableError(
+            f"model {model.name!r} has no token embedding (no text input)"
+        ) from None
+    source = model.anatomy.source
+    stored = getattr(source, "stored", None)
+    table = entry.take(stored(entry.tensor)) if stored else model.anatomy.read(entry)
+    return entry, table.to(model.device)
+
+
+def _table_std(model: LoadedModel, entry: TensorRole) -> float:
+    """The table's sd (ddof 1, as torch.std), from exact float64 tallies of its row chunks
+    (the table is read chunk by chunk, never converted whole)."""
+    counts = count_tensor(Reader(model.anatomy.source).chunks(entry), (0.1,))
+    return math.sqrt(counts.m2 / (counts.n - 1))
+
+
+def pentachoron_cv(model: LoadedModel, expect: SimplexCVExpect | None) -> Evaluation:
+    n = expect.n_simplices if expect else 1000
+    seed = expect.seed if expect else 0
+    entry, table = _table(model)
+    measured = simplex_cv(table, n_simplices=n, seed=seed)
+    std = _table_std(model, entry)
+    dim = int(table.shape[1])
+    null = gaussian_null_cv(dim, std, n_simplices=n, seed=seed, device=model.device)
+    finding = Finding(
+        model=model.name,
+        property="simplex_cv",
+        statistic="CV of 4-simplex volumes of the token embedding",
+        value=measured.value,
+        expected=band(expect),
+        null=Null(null.value, f"Gaussian points, D={dim}, std={std:.3g}"),
+        interval=measured.interval,
+        n=measured.n_valid,
+        seed=seed,
+        random_init=model.random_init,
+        details={"tensor": entry.tensor, "measured": measured.as_dict(), "null": null.as_dict()},
+    )
+    plot = volume_histogram(
+        measured.volumes, null.volumes, f"{model.name}: simplex volumes (N={measured.n_valid})"
+    )
+    return Evaluation(finding, (Evidence("simplex volumes vs null", plot),))
+
+
+declare(
+    Property(
+        name="weight_tying",
+        statistic="share of token-table copies and LM head consistent with the config's tying",
+        claim="every stored copy of the token table is the shared table, and the LM head is "
+        "absent or identical when the config ties it, stored and different when it does not",
+        source="config.json tie_word_embeddings and the loader's tying",
+        version=1,
+        tolerance=Tolerance(abs=0.0),
+        domain=FRACTION,
+        gauge=Gauge.NONE,
+        kind="weights",
+        evaluate=weight_tying,
+    )
+)
+declare(
+    Property(
+        name="embedding_participation_ratio",
+        statistic="participation ratio of the token-embedding covariance / dim",
+        claim="participation ratio (Σλ)²/Σλ² of the token-embedding covariance per dimension; "
+        "i.i.d. null 1/(1 + dim/tokens), asserted at random init",
+        source="seed notebook §2 (Qwen3.5-0.8B: 0.535)",
+        version=1,
+        tolerance=Tolerance(abs=0.01),
+        domain=FRACTION,
+        gauge=Gauge.INVARIANT,
+        gauge_note=ROTATION_NOTE,
+        kind="weights",
+        evaluate=participation_ratio,
+    )
+)
+declare(
+    Property(
+        name="embedding_mean_cosine",
+        statistic="mean pairwise cosine of sampled token embeddings",
+        claim="mean pairwise cosine of token embeddings over a seeded sample; analytic null 0 "
+        "(sd 1/√dim per pair), asserted at random init",
+        source="seed notebook §2 (Qwen3.5-0.8B: 0.195)",
+        version=1,
+        # Sampled: within its interval; its exact companions (norms, cosine sd) to rounding,
+        # which moves with the summation order of the linear-algebra library.
+        tolerance=Tolerance(abs=1e-9),
+        domain=COSINE,
+        gauge=Gauge.INVARIANT,
+        gauge_note=ROTATION_NOTE,
+        kind="weights",
+        evaluate=mean_cosine,
+    )
+)
+declare(
+    Property(
+        name="simplex_cv",
+        statistic="CV of Cayley–Menger volumes of N seeded random 5-token simplices",
+        claim="the CV of 4-simplex volumes of the token embedding lies in the model's band",
+        source="seed notebook §1: 0.20–0.23 for T5-small (the seed's own models only)",
+        version=1,
+        # Sampled: compared within the combined confidence interval, plus this margin.
+        tolerance=Tolerance(abs=0.0),
+        domain=NONNEGATIVE,
+        gauge=Gauge.INVARIANT,
+        gauge_note=ROTATION_NOTE,
+        kind="weights",
+        evaluate=pentachoron_cv,
+        expect=SimplexCVExpect,
+    )
+)
