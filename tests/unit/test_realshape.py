@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import struct
 import weakref
 from pathlib import Path
@@ -311,6 +312,9 @@ def test_cache_builds_once_and_reuses(tiny_spec: realshape.ConfigSpec, tmp_path:
     assert second.path == first.path
     assert second.record == first.record
     assert (second.path / "model.safetensors").stat().st_mtime_ns == stamp
+    umask = os.umask(0)
+    os.umask(umask)
+    assert first.path.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's private 0700
     # nothing but the release in the folder; no temporary folders left beside it
     assert sorted(p.name for p in first.path.iterdir()) == ["config.json", "model.safetensors"]
     assert sorted(p.name for p in cache.iterdir()) == sorted(
