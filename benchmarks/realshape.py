@@ -48,7 +48,7 @@ import struct
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -225,10 +225,15 @@ class SavedTensor:
     name: str
     shape: tuple[int, ...]
     dtype: torch.dtype
-    # The model's own module and attribute holding it; None when save-time conversion made
-    # it out of other tensors (no module owns it as such).
-    module: str | None
-    attr: str | None
+    # The model's tensor it is (under its checkpoint name), or the fused tensor a save-time
+    # conversion cut it out of; None when a conversion made it out of several tensors.
+    source: str | None = None
+    converted: bool = False  # cut out of `source` by the conversion mapping
+
+    @property
+    def module(self) -> str | None:
+        """Path of the module holding `source` ("" for the model itself)."""
+        return None if self.source is None else self.source.rpartition(".")[0]
 
     @property
     def numel(self) -> int:
@@ -278,23 +283,32 @@ def saved_state(model: Any, state: dict[str, torch.Tensor]) -> dict[str, torch.T
 def plan_layout(model: Any, shard_size: int | str = DEFAULT_SHARD_SIZE) -> Layout:
     """Names, shapes, dtypes and shards of the checkpoint save_pretrained writes for `model`.
 
-    The split is huggingface_hub's split_torch_state_dict_into_shards, which save_pretrained
-    calls; on meta tensors it needs sizes only.
+    The split is the one huggingface_hub's split_torch_state_dict_into_shards makes for
+    save_pretrained, told about shared storage as it is told for real tensors (it cannot
+    tell it for meta tensors): pieces a conversion cut out of one fused tensor are views of
+    it, stay in one shard and count its size once.
     """
-    from huggingface_hub import split_torch_state_dict_into_shards
+    from huggingface_hub import split_state_dict_into_shards_factory
 
     # The saved state keeps the model's own tensor objects where a conversion only renames,
-    # so identity tells which module owns each saved tensor.
+    # and views of them where it cuts a fused tensor into pieces: identity tells where
+    # each saved tensor's values come from.
     full: dict[str, torch.Tensor] = model.state_dict()
     owners = {id(t): key for key, t in full.items()}
     state = saved_state(model, full)
+    cut_from = _conversion_sources(model, full, state)
     tensors = {}
     for name, t in state.items():
-        key = owners.get(id(t))
-        module, _, attr = key.rpartition(".") if key is not None else (None, "", None)
-        tensors[name] = SavedTensor(name, tuple(t.shape), t.dtype, module, attr)
-    split = split_torch_state_dict_into_shards(
-        state, filename_pattern="model{suffix}.safetensors", max_shard_size=shard_size
+        own = owners.get(id(t))
+        source = own if own is not None else cut_from.get(name)
+        converted = own is None and source is not None
+        tensors[name] = SavedTensor(name, tuple(t.shape), t.dtype, source, converted)
+    split = split_state_dict_into_shards_factory(
+        state,
+        get_storage_size=_storage_size,
+        get_storage_id=_storage_id,
+        filename_pattern="model{suffix}.safetensors",
+        max_shard_size=shard_size,
     )
     return Layout(
         tensors=tensors,
@@ -303,6 +317,41 @@ def plan_layout(model: Any, shard_size: int | str = DEFAULT_SHARD_SIZE) -> Layou
         total_size=int(split.metadata["total_size"]),
         parameters=int(model.num_parameters()),
     )
+
+
+def _conversion_sources(
+    model: Any, full: Mapping[str, torch.Tensor], saved: Mapping[str, torch.Tensor]
+) -> dict[str, str]:
+    """Saved name -> the one model tensor a save-time conversion makes it from.
+
+    Each model tensor that is not saved as itself goes through the conversion alone: the
+    saved names it yields are its pieces. A tensor made from several (none yields it alone)
+    has no single source.
+    """
+    from transformers.core_model_loading import revert_weight_conversion
+
+    kept = {id(t) for t in saved.values()}
+    out: dict[str, str] = {}
+    for key, tensor in full.items():
+        if id(tensor) in kept:
+            continue
+        try:
+            pieces = revert_weight_conversion(model, {key: tensor})
+        except (KeyError, ValueError, IndexError, TypeError, RuntimeError):
+            continue  # a conversion that needs its companions: no single source
+        out.update({name: key for name in pieces if name in saved and name not in out})
+    return out
+
+
+def _storage_id(tensor: torch.Tensor) -> int:
+    """The storage behind the tensor, shared by views, as for real tensors: meta tensors
+    have storages too (sized, without memory), so pieces of one fused tensor share one."""
+    storage_id: int = tensor.untyped_storage()._cdata
+    return storage_id
+
+
+def _storage_size(tensor: torch.Tensor) -> int:
+    return int(tensor.untyped_storage().nbytes())
 
 
 # --- values ---------------------------------------------------------------------------------
@@ -317,33 +366,55 @@ def derive_seed(seed: int, label: str) -> int:
 class InitValues:
     """Values of saved tensors from their modules' own init, one module at a time.
 
-    A module's tensors are materialised together (its init may set them jointly) and handed
-    out one by one; siblings not yet written wait in `_pending`, so at most one module's
-    tensors beyond the one being written are held.
+    A module's tensors are materialised together (its init may set them jointly), pieces
+    of fused tensors are cut by transformers' own conversion, and the saved tensors are
+    handed out one by one; those not yet written wait in `_pending` (in a file's name order
+    a module's tensors are neighbours, so few wait, and not for long).
     """
 
-    def __init__(self, model: Any, seed: int) -> None:
+    def __init__(self, model: Any, seed: int, saved: Iterable[SavedTensor]) -> None:
         self._model = model
         self._seed = seed
+        self._by_module: dict[str, list[SavedTensor]] = {}
+        for spec in saved:
+            if spec.module is not None:
+                self._by_module.setdefault(spec.module, []).append(spec)
         self._pending: dict[str, dict[str, torch.Tensor]] = {}
         text = model.config.get_text_config() if hasattr(model.config, "get_text_config") else None
         self._std = float(getattr(text, "initializer_range", None) or 0.02)
         self.generic: list[str] = []  # tensors that got the generic init
 
     def __call__(self, spec: SavedTensor) -> torch.Tensor:
-        if spec.module is None or spec.attr is None:
+        module = spec.module
+        if module is None:
             self.generic.append(spec.name)
             return generic_init(spec, derive_seed(self._seed, spec.name), self._std)
-        pending = self._pending.get(spec.module)
-        if pending is None or spec.attr not in pending:
-            pending = self._materialise(spec.module)
-            self._pending[spec.module] = pending
-        value = pending.pop(spec.attr)
+        pending = self._pending.get(module)
+        if pending is None or spec.name not in pending:
+            pending = self._saved_values(module)
+            self._pending[module] = pending
+        value = pending.pop(spec.name)
         if not pending:
-            del self._pending[spec.module]
+            del self._pending[module]
         return value
 
+    def _saved_values(self, path: str) -> dict[str, torch.Tensor]:
+        """Saved name -> value of every saved tensor whose values the module holds."""
+        from transformers.core_model_loading import revert_weight_conversion
+
+        own = self._materialise(path)
+        prefix = f"{path}." if path else ""
+        specs = self._by_module[path]
+        out = {s.name: own[s.source[len(prefix) :]] for s in specs if s.source and not s.converted}
+        fused = {s.source for s in specs if s.source and s.converted}
+        if fused:
+            sources = {key: own[key[len(prefix) :]] for key in fused}
+            pieces = revert_weight_conversion(self._model, sources)
+            out.update({s.name: pieces[s.name] for s in specs if s.converted})
+        return out
+
     def _materialise(self, path: str) -> dict[str, torch.Tensor]:
+        """The module's own parameters and buffers, initialised on the CPU by its class."""
         from transformers import initialization
 
         module = self._model.get_submodule(path)
@@ -357,7 +428,7 @@ class InitValues:
                 torch.manual_seed(derive_seed(self._seed, path))
                 self._init_fn(path)(module)
             own = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
-            return {attr: t.detach() for attr, t in own if t is not None}
+            return {attr: t.detach() for attr, t in own}
         finally:  # back to shapes only: the model never holds more than this module
             module.to_empty(device="meta", recurse=False)
 
@@ -508,7 +579,7 @@ def build(
     write_config(model, out)
     if tokenizer is not None:
         copy_tokenizer(tokenizer, out, vocab_size=_vocab_size(model), label=label)
-    values = InitValues(model, seed)
+    values = InitValues(model, seed, layout.tensors.values())
     with _progress_bar(layout.total_size, label, enabled=progress) as bar:
         for filename, names in layout.shards.items():
             specs = [layout.tensors[n] for n in names]
