@@ -27,6 +27,7 @@ parameters: the slopes of least-squares lines through (log parameters, log value
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -208,7 +209,7 @@ class Run:
 def run_measured(cmd: Sequence[str], log: Path, *, timeout: float | None, cwd: Path) -> Run:
     """Run `cmd` with its output in `log`, sampling the memory of its process tree.
 
-    It runs in a session of its own so that a timeout ends the whole tree (xdist workers
+    It leads a process group of its own so that a timeout ends the whole tree (xdist workers
     included), and only that tree.
     """
     with log.open("w", encoding="utf-8") as out:
@@ -221,23 +222,25 @@ def run_measured(cmd: Sequence[str], log: Path, *, timeout: float | None, cwd: P
             try:
                 code = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                _end_session(proc)
+                _end_group(proc)
                 code = None
         wall = time.perf_counter() - start
     return Run(code, round(wall, 2), memory.peak, memory.peak_processes, memory.samples)
 
 
-def _end_session(proc: subprocess.Popen[bytes]) -> None:
-    for sig, grace in ((signal.SIGTERM, _KILL_GRACE_SECONDS), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+def _end_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the whole group (pytest can still report), then SIGKILL to whatever of it
+    is left after the grace, leader or not."""
+    _signal_group(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=_KILL_GRACE_SECONDS)
+    _signal_group(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
+        os.killpg(pgid, sig)
 
 
 def pytest_command(
