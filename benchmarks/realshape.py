@@ -1,7 +1,7 @@
 """Real-shape checkpoints with random weights, written like a Hugging Face release.
 
     python benchmarks/realshape.py olmo-3-7b [qwen3-4b ...] [--seed 0] [--dtype bfloat16]
-        [--shard-size 2GB] [--cache DIR]
+        [--shard-size 2GB] [--cache DIR] [--tokenizer DIR]
 
 A name is a config of fixtures/configs (``olmo-3-7b`` for fixtures/configs/olmo-3-7b.json)
 or the path of any config JSON whose transformers class exists. The folder holds what
@@ -10,7 +10,7 @@ config.json (and generation_config.json for generating classes), then either one
 ``model.safetensors`` or shards ``model-0000i-of-0000N.safetensors`` beside
 ``model.safetensors.index.json``. Tensor names, shapes, dtypes, the split into shards, the
 safetensors headers and the index are the ones save_pretrained produces (tied copies left
-out, transformers' save-time renames applied); tests/unit/test_realshape.py compares them
+out, transformers' save-time conversions applied); tests/unit/test_realshape.py compares them
 byte for byte with save_pretrained on tiny configs of the same classes.
 
 No weights are instantiated to find them: the class is built on the meta device and the
@@ -18,9 +18,11 @@ state dict save_pretrained would write is derived from it. Values come from each
 own init (its class's ``_init_weights``), one module at a time: the module's own tensors
 are materialised on the CPU, initialised with a seed derived from (seed, module path) and
 written; a file's header is written first, so one shard never has to be held in memory.
-Tensors that only exist after a save-time conversion (fused or split by transformers'
-conversion mapping) have no module of their own and get a generic init instead (normal
-with the config's initializer_range, ones for norm gains, zeros for biases).
+A tensor that save-time conversion cuts out of a fused one (MoE experts saved one by one)
+is cut, by that conversion, out of its module's initialised fused tensor. Only a tensor
+that a conversion makes out of several model tensors has no module of its own; it gets a
+generic init (normal with the config's initializer_range, ones for norm gains, zeros for
+biases), and the build record lists it.
 
 The folders are cached outside the repository, under ``$TERRAIN_BENCH_CACHE`` (else
 ``$XDG_CACHE_HOME/terrain/realshape``, else ``~/.cache/terrain/realshape``), named
