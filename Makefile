@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 WORDNET_FILES := /usr/share/wordnet/data.noun /usr/share/wordnet/index.sense
 
-.PHONY: install wordnet report test lint bench clean
+.PHONY: install wordnet report test lint bench scale clean
 
 install: $(STAMP)
 
@@ -50,6 +50,13 @@ bench: install wordnet
 	$(BIN)/python benchmarks/simplex_cv.py
 	$(BIN)/python benchmarks/battery.py
 	$(BIN)/python benchmarks/wordnet.py
+
+# The property suite on real-shape random checkpoints of 0.3B-7.3B parameters, built once
+# into $TERRAIN_BENCH_CACHE or ~/.cache/terrain/realshape (about 26 GB): wall time and peak
+# memory against size. E.g. make scale SCALE_ARGS="--sizes bert-large --timeout 3600"
+SCALE_ARGS ?=
+scale: install wordnet
+	$(BIN)/python benchmarks/scale.py $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) .wordnet reports/index.html reports/tests.html reports/findings.json
