@@ -9,6 +9,7 @@ pytest_plugins = [
     "plugins.recording",
     "plugins.collector",
     "plugins.html_report",
+    "plugins.progress",
     # for the harness self-tests in tests/plugin
     "pytester",
 ]
