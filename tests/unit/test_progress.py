@@ -26,7 +26,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(progress.time, "monotonic", fake)
+    monkeypatch.setattr("terrain.progress.time.monotonic", fake)
     return fake
 
 
@@ -75,9 +75,13 @@ def test_close_sends_one_final_event_with_the_count_done(
 def test_a_tracker_left_by_an_error_still_sends_its_final_event(
     events: list[ProgressEvent],
 ) -> None:
-    with pytest.raises(RuntimeError), Tracker("m", "pass", total=3) as tracker:
-        tracker.advance()
-        raise RuntimeError("unreadable shard")
+    def read_shards() -> None:
+        with Tracker("m", "pass", total=3) as tracker:
+            tracker.advance()
+            raise RuntimeError("unreadable shard")
+
+    with pytest.raises(RuntimeError, match="unreadable shard"):
+        read_shards()
     assert events[-1].finished
     assert events[-1].done == 1
 
