@@ -32,8 +32,15 @@ class Bar:
     def key(self) -> tuple[str, str]:
         return (self.source, self.event.model)
 
-    def text(self, now: float, width: int | None, *, ascii_only: bool = False) -> str:
-        """The bar as one line of at most `width` columns; None: counts only, no meter."""
+    @property
+    def label(self) -> str:
+        return f"{self.event.model} · {self.event.stage}"
+
+    def text(
+        self, now: float, width: int | None, *, label_width: int = 0, ascii_only: bool = False
+    ) -> str:
+        """The bar as one line of at most `width` columns (None: counts only, no meter),
+        its label right-aligned in `label_width` so that the bars of a frame line up."""
         event = self.event
         elapsed = event.elapsed if event.finished else event.elapsed + max(0.0, now - self.received)
         rate = event.done / event.elapsed if event.done > 0 and event.elapsed > 0 else None
@@ -43,7 +50,7 @@ class Bar:
             None if event.total is None else _number(event.total),
             elapsed,
             ncols=0 if width is None else width,
-            prefix=f"{event.model} · {event.stage}",
+            prefix=self.label.rjust(label_width),
             ascii=ascii_only,
             unit=event.unit,
             unit_scale=in_bytes,

@@ -92,11 +92,15 @@ class Display:
         now = self.board.clock()
         width = max(1, self.terminal.width - 1)  # never the last column: no wrap
         room = max(1, min(MAX_BARS, self.terminal.height - 2))
-        ascii_only = self.terminal.ascii_only
-        if len(bars) <= room:
-            return [b.text(now, width, ascii_only=ascii_only) for b in bars]
-        shown = [b.text(now, width, ascii_only=ascii_only) for b in bars[: room - 1]]
-        return [*shown, f"+{len(bars) - room + 1} more running"[:width]]
+        shown = bars if len(bars) <= room else bars[: room - 1]
+        label = min(max((len(b.label) for b in shown), default=0), width // 2)
+        lines = [
+            b.text(now, width, label_width=label, ascii_only=self.terminal.ascii_only)
+            for b in shown
+        ]
+        if len(shown) < len(bars):
+            lines.append(f"+{len(bars) - len(shown)} more running"[:width])
+        return lines
 
     def _due_lines(self, bars: list[Bar]) -> list[str]:
         """A line for work first seen, finished, or last written `log_every` ago."""

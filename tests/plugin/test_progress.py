@@ -385,3 +385,27 @@ def test_a_fault_in_the_display_ends_it_and_is_handed_to_the_caller() -> None:
     error = display.stop()
     assert isinstance(error, RuntimeError)
     assert writer._file is file
+
+
+def test_the_bars_of_a_frame_line_up() -> None:
+    board = Board(clock=lambda: 0.0)
+    board.update(_event("t5-small"))
+    board.update(_event("olmo-3-7b-instruct"))
+    display = Display(SharedTerminal(TerminalWriter(io.StringIO())), board, live=True)
+    frame = display._frame(board.take())
+    assert len({line.index("%|") for line in frame}) == 1
+
+
+def test_a_debugger_gets_the_terminal_without_bars_until_it_leaves() -> None:
+    file = io.StringIO()
+    writer = TerminalWriter(file)
+    terminal = SharedTerminal(writer)
+    writer.write("test_x.py ")
+    terminal.show(["bar"])
+    terminal.pause()
+    writer.line(">>>>> PDB set_trace >>>>>")
+    terminal.show(["bar, later"])
+    assert Screen(WIDTH).feed(file.getvalue()).lines() == ["test_x.py >>>>> PDB set_trace >>>>>"]
+    terminal.resume()
+    assert Screen(WIDTH).feed(file.getvalue()).lines()[-1] == "bar, later"
+    terminal.close()
