@@ -85,7 +85,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     chosen = style(config)
     if chosen is None or reporter is None:
         return
-    directory = Path(tempfile.mkdtemp(prefix=PREFIX)) if _distributed(config) else None
+    directory = None
+    if _distributed(config):
+        try:
+            directory = Path(tempfile.mkdtemp(prefix=PREFIX))
+        except OSError:  # no writable temporary directory: run without progress
+            return
     display = Display(
         SharedTerminal(reporter._tw),
         Board(),

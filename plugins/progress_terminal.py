@@ -25,10 +25,12 @@ from __future__ import annotations
 import io
 import os
 import threading
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
-from _pytest._io import TerminalWriter
 from tqdm.utils import disp_len  # type: ignore[import-untyped]
+
+if TYPE_CHECKING:
+    from _pytest._io import TerminalWriter
 
 ERASE_BELOW = "\x1b[J"
 
