@@ -10,6 +10,7 @@ pytest_plugins = [
     "plugins.evaluation",
     "plugins.collector",
     "plugins.html_report",
+    "plugins.progress",
     # for the harness self-tests in tests/plugin
     "pytester",
 ]
