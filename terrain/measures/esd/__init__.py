@@ -1,0 +1,1 @@
+"""The shape of a weight matrix's eigenvalue spectrum (ESD), as WeightWatcher models it."""
