@@ -14,7 +14,7 @@ real case, whose √(N − 1) is √N here; the difference is O(1/N) of the scal
 
 TW₁ has mean −1.2065 and sd 1.2680; its quantiles (`TW1_QUANTILES`) were computed from the
 Hastings–McLeod solution of Painlevé II. Simulated Gaussian matrices (512², 768×192,
-1536×384; 300 each) gave sd 1.26–1.28 and mean −1.28 to −1.43 for (λ_max − λ+)/s_TW.
+1536×384; 300 each) gave sd 1.25–1.28 and mean −1.28 to −1.43 for (λ_max − λ+)/s_TW.
 
 Entry variance, robustly from the bulk: v̂ is the least-squares scale matching the sorted
 eigenvalues to the MP quantiles, λ_(i) ≈ N·v·q_y((i + ½)/M), over the middle ranks only
