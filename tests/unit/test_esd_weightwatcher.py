@@ -21,7 +21,7 @@ Tolerances and why:
   generator, seeded here for the run): counts on matrices whose answer is not close —
   pure noise, planted spikes far above the edge, a few huge entries. WeightWatcher fits
   the bulk by a density fit, terrain by quantiles, so counts can differ near the edge
-  and on heavy-tailed matrices (on Student-t(2.5) entries: 11 against 9 spikes).
+  and on heavy-tailed matrices (one 384 × 384 of Student-t(2.5) entries: 11 against 9).
 """
 
 from __future__ import annotations
