@@ -1,0 +1,68 @@
+"""Input handling shared by the ESD measures: eigenvalue rows, matrix shapes, JSON values."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from numpy.typing import NDArray
+
+OK = "ok"  # the status of a measure that could be computed
+
+Eigenvalues = npt.ArrayLike | torch.Tensor
+
+
+def eigenvalue_rows(eigenvalues: Eigenvalues) -> tuple[NDArray[np.float64], bool]:
+    """(L, n) float64 rows sorted ascending, from one row or a stack of rows in any order.
+
+    Returns the rows and whether the input was a single row. Negative values (rounding of
+    an eigensolver on a positive semi-definite Gram) are kept: each measure says how it
+    treats them. Non-finite values are kept too, and each measure marks their row.
+    """
+    if isinstance(eigenvalues, torch.Tensor):
+        array = eigenvalues.detach().to("cpu", torch.float64).numpy()
+    else:
+        array = np.asarray(eigenvalues, dtype=np.float64)
+    single = array.ndim == 1
+    if single:
+        array = array[None, :]
+    if array.ndim != 2:
+        raise ValueError(f"eigenvalues must be one row or an (L, n) stack, got shape {array.shape}")
+    return np.sort(array, axis=1), single
+
+
+def matrix_dims(shape: Sequence[int], n_eigenvalues: int) -> tuple[int, int]:
+    """(N, M) = (larger, smaller) dimension of a matrix of `shape`, WeightWatcher's N and M.
+
+    The eigenvalues of the smaller Gram are exactly M; anything else is a caller's error
+    (not a degenerate matrix), so it raises.
+    """
+    if len(shape) != 2 or min(shape) < 1:
+        raise ValueError(f"shape must be two positive dimensions, got {tuple(shape)}")
+    big, small = int(max(shape)), int(min(shape))
+    if n_eigenvalues != small:
+        raise ValueError(
+            f"a matrix of shape {tuple(shape)} has {small} squared singular values, "
+            f"got rows of {n_eigenvalues}"
+        )
+    return big, small
+
+
+def row_problem(row: NDArray[np.float64]) -> str | None:
+    """Why a row of eigenvalues cannot be measured at all, or None."""
+    if row.size == 0:
+        return "no eigenvalues"
+    if not np.isfinite(row).all():
+        return "non-finite eigenvalues"
+    if row[-1] <= 0.0:
+        return "all eigenvalues are 0"
+    return None
+
+
+def json_float(x: float) -> float | None:
+    """A float for JSON: NaN and ±inf (not JSON numbers) become None."""
+    x = float(x)
+    return x if math.isfinite(x) else None
