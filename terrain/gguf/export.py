@@ -123,7 +123,7 @@ def write_metadata(
     if config.get("head_dim") is not None:
         writer.add_key_length(int(config["head_dim"]))
         writer.add_value_length(int(config["head_dim"]))
-    file_type = _FILE_TYPES.get(qtype) or LlamaFileType[f"MOSTLY_{qtype}"]
+    file_type = _FILE_TYPES[qtype] if qtype in _FILE_TYPES else LlamaFileType[f"MOSTLY_{qtype}"]
     writer.add_file_type(int(file_type))
     if arch.gguf_name == "llama":
         writer.add_vocab_size(int(config["vocab_size"]))
