@@ -198,11 +198,11 @@ class GGUFCheckpoint:
     def validate(self) -> None:
         """Read the header, config and names now, and refuse a type gguf cannot dequantize,
         so that a broken file fails before any measure runs."""
-        _ = self.config
-        _ = self._shapes
         for stored in self._stored.values():
             if not can_dequantize(stored.tensor_type):
                 raise self._type_error(stored)
+        _ = self.config
+        _ = self._shapes
 
 
 def is_gguf(path: Path) -> bool:
