@@ -168,8 +168,13 @@ def write_gguf(
     quantization: str = "F32",
     vocabulary: Vocabulary | None = None,
     name: str = "terrain synthetic",
+    extra_tensors: Mapping[str, np.ndarray[Any, Any]] | None = None,
 ) -> Path:
-    """Write `tensors` (Hugging Face names) of a llama/qwen2/qwen3 `config` to `path`."""
+    """Write `tensors` (Hugging Face names) of a llama/qwen2/qwen3 `config` to `path`.
+
+    `extra_tensors` are written as F32 under their GGUF names, like the tensors the
+    converter generates itself (`generate_extra_tensors`, e.g. Llama 3's `rope_freqs`).
+    """
     arch = _architecture(config)
     qtype = GGMLQuantizationType[quantization]
     layers = int(config["num_hidden_layers"])
@@ -186,6 +191,8 @@ def write_gguf(
             raise ValueError(f"no GGUF name for tensor {hf_name!r} of {arch.gguf_name}")
         data = stored_rows(arch, config, hf_name, t)
         _add_tensor(writer, gguf_name, data, qtype if data.ndim >= 2 else GGMLQuantizationType.F32)
+    for gguf_name, values in (extra_tensors or {}).items():
+        _add_tensor(writer, gguf_name, values.astype(np.float32), GGMLQuantizationType.F32)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -100,3 +100,28 @@ def test_transformers_module_from_the_quantized_file_matches_the_read_tensors(
         torch.testing.assert_close(built(ids).logits, mine(ids).logits, rtol=0, atol=1e-5)
         # and the quantization did change the model (the comparison above is not vacuous)
         assert not torch.allclose(built(ids).logits, model(ids).logits, atol=1e-3), family
+
+
+def test_dequantization_is_lazy_one_tensor_per_read(
+    quantized: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gguf.quants import dequantize as real
+
+    from terrain.gguf import checkpoint as module
+
+    _family, quantization, _model, ckpt = quantized
+    calls: list[tuple[int, ...]] = []
+
+    def counting(data: Any, qtype: Any) -> Any:
+        calls.append(tuple(data.shape))
+        return real(data, qtype)
+
+    monkeypatch.setattr(module, "dequantize", counting)
+    fresh = GGUFCheckpoint(ckpt.file, name="fresh")
+    fresh.validate()
+    _ = fresh.tensor_shapes(), fresh.config, fresh.quantization_census()
+    assert calls == []  # opening, validating and the census read no values
+    name = "model.layers.1.mlp.up_proj.weight"
+    fresh.tensor(name)
+    assert len(calls) == 1  # that tensor, and nothing else
+    assert fresh.tensor_quantization(name) == quantization

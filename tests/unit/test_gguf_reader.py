@@ -5,13 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 from terrain.anatomy import build_anatomy
 from terrain.gguf import GGUFCheckpoint, build_gguf_module, is_gguf, load_gguf_tokenizer
+from terrain.gguf.export import write_gguf
 from terrain.gguf.rope_layout import permute_rows, unpermute_rows
-from tests.unit.gguf_helpers import CONFIGS, VOCAB, input_ids, saved_tensors, write_tiny
+from tests.unit.gguf_helpers import (
+    CONFIGS,
+    VOCAB,
+    input_ids,
+    saved_tensors,
+    tiny_model,
+    write_tiny,
+)
 
 FAMILIES = ("llama", "qwen3", "qwen2")
 
@@ -169,3 +178,30 @@ def test_other_dtypes_are_converted_after_dequantization(written: Any) -> None:
     got = GGUFCheckpoint(file, name=family).tensor(name, torch.float64)
     assert got.dtype == torch.float64
     assert torch.equal(got, saved_tensors(model)[name].double())
+
+
+def test_tensors_without_a_transformers_name_are_listed_with_a_reason(tmp_path: Path) -> None:
+    import dataclasses
+
+    model = tiny_model("llama")
+    extra = {
+        "rope_freqs.weight": np.ones(4, np.float32),
+        "blk.0.odd.weight": np.ones(3, np.float32),
+    }
+    file = write_gguf(
+        tmp_path / "x.gguf", CONFIGS["llama"], saved_tensors(model), extra_tensors=extra
+    )
+    ckpt = GGUFCheckpoint(file, name="m")
+    assert set(ckpt.unmapped) == set(extra)
+    assert "Llama 3 rope scaling" in ckpt.unmapped["rope_freqs.weight"]
+    assert "no transformers counterpart" in ckpt.unmapped["blk.0.odd.weight"]
+    assert ckpt.tensor_names() == sorted(saved_tensors(model))  # never exposed under a guess
+    assert ckpt.quantization_census() == {"F32": len(saved_tensors(model)) + 2}
+    # How the reasons join the anatomy's unclaimed list (Anatomy is frozen; its role index
+    # must start empty, or __post_init__ files every role twice):
+    anatomy = build_anatomy(ckpt, ckpt.config)
+    joined = dataclasses.replace(
+        anatomy, unclaimed={**anatomy.unclaimed, **ckpt.unmapped}, _by_role={}
+    )
+    assert joined.census()["unclaimed"] == dict(sorted(ckpt.unmapped.items()))
+    assert joined.layers("decoder", "q") == anatomy.layers("decoder", "q")
