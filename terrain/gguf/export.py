@@ -21,7 +21,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from gguf import GGML_QUANT_VERSION, GGMLQuantizationType, GGUFWriter, LlamaFileType, TokenType
+from gguf import (
+    GGML_QUANT_VERSION,
+    GGMLQuantizationType,
+    GGUFWriter,
+    LlamaFileType,
+    RopeScalingType,
+    TokenType,
+)
 from gguf.quants import quantize
 
 from terrain.gguf.names import ARCHITECTURES, Architecture, gguf_name_for
@@ -119,6 +126,12 @@ def write_metadata(
     writer.add_head_count(heads)
     writer.add_head_count_kv(int(config.get("num_key_value_heads") or heads))
     writer.add_rope_freq_base(_rope_theta(config))
+    rope = config.get("rope_parameters") or {}
+    if rope.get("rope_type") in ("linear", "yarn"):
+        writer.add_rope_scaling_type(RopeScalingType(rope["rope_type"]))
+        writer.add_rope_scaling_factor(float(rope["factor"]))
+        if rope["rope_type"] == "yarn":
+            writer.add_rope_scaling_orig_ctx_len(int(rope["original_max_position_embeddings"]))
     writer.add_layer_norm_rms_eps(float(config["rms_norm_eps"]))
     if config.get("head_dim") is not None:
         writer.add_key_length(int(config["head_dim"]))

@@ -60,14 +60,14 @@ class _Metadata:
             )
         return value
 
-    def number(self, template: str, purpose: str, default: float) -> float:
+    def number(self, template: str, purpose: str, default: float | None = None) -> float:
         value = self.get(template)
-        if value is None:
+        if value is None and default is not None:
             return default
         if isinstance(value, bool) or not isinstance(value, int | float):
+            state = "is missing" if value is None else f"is {value!r}, not a number"
             raise CheckpointError(
-                f"{self.where}: metadata key {self.key(template)!r} is {value!r}, "
-                f"not a number (needed for {purpose})"
+                f"{self.where}: metadata key {self.key(template)!r} {state} (needed for {purpose})"
             )
         return _f32(value)
 
@@ -138,7 +138,7 @@ def hf_config(
         ),
         "head_dim": head_dim,
         "hidden_act": "silu",
-        "rms_norm_eps": meta.number(Keys.Attention.LAYERNORM_RMS_EPS, "rms_norm_eps", 1e-6),
+        "rms_norm_eps": meta.number(Keys.Attention.LAYERNORM_RMS_EPS, "rms_norm_eps"),
         "rope_parameters": _rope_parameters(meta),
         "max_position_embeddings": meta.integer(Keys.LLM.CONTEXT_LENGTH, "max_position_embeddings"),
         "vocab_size": meta.integer(Keys.LLM.VOCAB_SIZE, "vocab_size", vocab_default),

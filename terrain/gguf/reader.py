@@ -3,7 +3,8 @@
 `gguf.GGUFReader` maps the file and builds one numpy view per tensor while it opens. A
 truncated file or a tensor type it does not know makes that fail with a bare numpy or enum
 error that names neither the tensor nor its type; `_BoundedReader` checks every tensor's
-type and byte range first, so the CheckpointError can name both.
+type and byte range first, so the CheckpointError can name both. It hooks the reader's
+`_build_tensors(start_offs, fields)` (gguf 0.19); the truncation tests fail if that moves.
 """
 
 from __future__ import annotations

@@ -199,3 +199,20 @@ def test_module_that_transformers_cannot_build_is_one_line(tmp_path: Path) -> No
         lambda: build_gguf_module(GGUFCheckpoint(file, name="m"), dtype="float32", device="cpu"),
         r"^model 'm': transformers cannot build the module from '.*lying\.gguf': ",
     )
+
+
+def test_rope_scaling_terrain_does_not_read_is_refused(tmp_path: Path) -> None:
+    file = tmp_path / "longrope.gguf"
+    writer = gguf.GGUFWriter(file, "llama")
+    write_metadata(writer, ARCHITECTURES["llama"], CONFIGS["llama"], "F32", "broken")
+    writer.add_rope_scaling_type(gguf.RopeScalingType.LONGROPE)
+    writer.add_tensor("token_embd.weight", np.ones((272, 32), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    failure(
+        GGUFCheckpoint(file, name="m").validate,
+        r"^model 'm': GGUF file '.*longrope\.gguf': metadata key 'llama\.rope\.scaling\.type' "
+        r"is 'longrope'; terrain reads 'none', 'linear' and 'yarn' rope scaling only$",
+    )

@@ -205,3 +205,35 @@ def test_tensors_without_a_transformers_name_are_listed_with_a_reason(tmp_path: 
     )
     assert joined.census()["unclaimed"] == dict(sorted(ckpt.unmapped.items()))
     assert joined.layers("decoder", "q") == anatomy.layers("decoder", "q")
+
+
+@pytest.mark.parametrize(
+    "rope",
+    [
+        {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0},
+        {
+            "rope_type": "yarn",
+            "rope_theta": 10000.0,
+            "factor": 4.0,
+            "original_max_position_embeddings": 16,
+        },
+    ],
+    ids=["linear", "yarn"],
+)
+def test_rope_scaling_round_trips_into_the_config_and_the_forward(
+    tmp_path: Path, rope: dict[str, Any]
+) -> None:
+    import transformers
+
+    config = {**CONFIGS["llama"], "rope_parameters": rope}
+    hf_config = transformers.AutoConfig.for_model(**config)
+    torch.manual_seed(0)
+    llama: Any = transformers.LlamaForCausalLM  # its config argument is typed LlamaConfig
+    model = llama(hf_config).eval()
+    file = write_gguf(tmp_path / "rope.gguf", config, saved_tensors(model), vocabulary=VOCAB)
+    ckpt = GGUFCheckpoint(file, name="m")
+    assert ckpt.config["rope_parameters"] == rope
+    built = build_gguf_module(ckpt, dtype="float32", device="cpu")
+    ids = input_ids()
+    with torch.no_grad():
+        torch.testing.assert_close(built(ids).logits, model(ids).logits, rtol=0, atol=1e-5)
