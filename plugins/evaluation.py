@@ -17,6 +17,7 @@ import pytest
 from plugins.assertions import check
 from plugins.recording import Recorder
 from terrain.checks.text import BudgetExceededError
+from terrain.memory import trim_heap
 from terrain.model import LoadedModel
 from terrain.property import NotApplicableError, declarations
 from terrain.wordnet import WordNetMissingError
@@ -37,6 +38,8 @@ def evaluate(model: LoadedModel, record_finding: Recorder) -> Evaluate:
             pytest.skip(f"over budget: {e}")
         except WordNetMissingError as e:
             pytest.skip(str(e))
+        finally:
+            trim_heap()  # what this property freed is not held through the next one
         if result.finding.property != name:
             raise AssertionError(
                 f"the check of {name!r} returned a finding of {result.finding.property!r}"

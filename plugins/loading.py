@@ -36,7 +36,10 @@ def model(request: pytest.FixtureRequest) -> LoadedModel:
     LOADS[spec.name] += 1
     try:
         device = resolve_device(run.device)
-        return load_model(spec, run.context_for(spec), device=device, dtype=run.dtype)
+        loaded = load_model(spec, run.context_for(spec), device=device, dtype=run.dtype)
+        loaded.budget = run.memory_budget
+        loaded.text_budget = run.text_budget
+        return loaded
     except TerrainError as e:
         problem = str(e)
     # Outside the except block, so the report shows the one line, not a chained traceback.

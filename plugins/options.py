@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from terrain.battery import DEFAULT_BUDGET
+from terrain.checks.text import TEXT_CPU_PARAMETERS
 from terrain.config import ModelsConfig, ModelSpec, load_models
 from terrain.errors import ConfigError
 from terrain.property import declarations
 from terrain.selection import replica_hint, select_models
 from terrain.sources import SourceContext
 from terrain.synthetic import default_cache_dir
+from terrain.workpool import MemoryBudget
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "float64", "bfloat16", "float16")
@@ -51,6 +55,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="findings JSON to write (default: findings.json beside the HTML report, or reports/)",
     )
     group.addoption(
+        "--memory-budget",
+        default=None,
+        metavar="GIB",
+        help="working memory of the weights-only passes beyond the memory-mapped tensors, "
+        f"in GiB (default {DEFAULT_BUDGET.bytes / (1 << 30):g})",
+    )
+    group.addoption(
+        "--text-budget",
+        default=None,
+        metavar="PARAMETERS",
+        help="largest model (parameters) whose whole-module text properties run on a CPU "
+        f"(default {TEXT_CPU_PARAMETERS:,}; a GPU has no such limit)",
+    )
+    group.addoption(
         "--terrain-cache",
         default=None,
         metavar="DIR",
@@ -66,6 +84,8 @@ class RunSettings:
     dtype: str | None
     cache_dir: Path
     synthetic_configs: tuple[Path, ...]
+    memory_budget: MemoryBudget = DEFAULT_BUDGET
+    text_budget: int = TEXT_CPU_PARAMETERS
 
     def context_for(self, spec: ModelSpec) -> SourceContext:
         return SourceContext(
@@ -100,7 +120,36 @@ def _read_settings(config: pytest.Config) -> RunSettings:
         dtype=config.getoption("dtype"),
         cache_dir=Path(cache) if cache else default_cache_dir(),
         synthetic_configs=_synthetic_dirs(Path(models.path).resolve().parent, root),
+        memory_budget=_memory_budget(config.getoption("memory_budget")),
+        text_budget=_positive_int("--text-budget", config.getoption("text_budget"))
+        or TEXT_CPU_PARAMETERS,
     )
+
+
+def _memory_budget(raw: str | None) -> MemoryBudget:
+    if raw is None:
+        return DEFAULT_BUDGET
+    try:
+        gib = float(raw)
+    except ValueError:
+        gib = math.nan
+    if not (math.isfinite(gib) and 0.0 < gib <= 1 << 20):
+        raise pytest.UsageError(
+            f"--memory-budget: expected a positive number of GiB, got {raw[:40]!r}"
+        )
+    return MemoryBudget(int(gib * (1 << 30)))
+
+
+def _positive_int(option: str, raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        value = int(raw.replace("_", "").replace(",", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise pytest.UsageError(f"{option}: expected a positive integer, got {raw[:40]!r}")
+    return value
 
 
 def _synthetic_dirs(*roots: Path) -> tuple[Path, ...]:
@@ -122,10 +171,13 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.self_contained_html = True
     workers = _worker_count(config)
     if workers > 1:
-        # Split the cores between workers so they do not oversubscribe them. Set on the
-        # controller, before xdist starts the workers, so that their BLAS and OpenMP pools
-        # read it at import; and in each worker for torch, already imported by then.
-        share = str(max(1, (os.cpu_count() or 1) // workers))
+        # Split the cores between the workers that have work: under loadgroup each model
+        # is one worker's, so with fewer models than workers the idle ones need no share
+        # (one model under -n 2 gets every core). Set on the controller, before xdist
+        # starts the workers, so that their BLAS and OpenMP pools read it at import; and
+        # in each worker for torch, already imported by then.
+        busy = max(1, min(workers, len(settings(config).selected)))
+        share = str(max(1, (os.cpu_count() or 1) // busy))
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, share)
         if hasattr(config, "workerinput"):

@@ -30,7 +30,6 @@ Measured (every value beside its null, in the properties):
 
 from __future__ import annotations
 
-import ctypes
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -54,6 +53,7 @@ from terrain.measures.norms import gain_directions
 from terrain.measures.sparsity import merge
 from terrain.measures.spectra import role_spectra
 from terrain.measures.tying import tying_report
+from terrain.memory import trim_heap
 from terrain.progress import Tracker
 from terrain.workpool import BudgetedPool, MemoryBudget, StageClock, task_pool
 
@@ -71,20 +71,6 @@ __all__ = [
 # Working memory of a pass beyond the memory-mapped tensors: two 4096-wide spectra, or a
 # spectrum beside a 4096-wide QK form, run side by side within it.
 DEFAULT_BUDGET = MemoryBudget(3 << 29)  # 1.5 GiB
-
-try:
-    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None)
-except OSError:  # pragma: no cover - a platform without a C library handle
-    _LIBC = None
-
-
-def _trim_heap() -> None:
-    """Give freed heap memory back to the system (glibc's malloc_trim): glibc keeps the
-    arenas of tensors of a few MiB once its adaptive mmap threshold has grown, and a pass
-    would otherwise hold its largest working sets long after they are gone."""
-    trim = getattr(_LIBC, "malloc_trim", None)
-    if trim is not None:
-        trim(0)
 
 
 def run_battery(
@@ -116,11 +102,11 @@ def run_battery(
         stream = Stream(anatomy, cfg, reader, pool, result, opts, tracker)
         stream.run()
         _merge(stream, result)
-        _trim_heap()
+        trim_heap()
         result.crosslayer = run_crosslayer(
             reader, stream.entries, pool, StageClock(result.timings), tracker
         )
-    _trim_heap()
+    trim_heap()
     result.reads = dict(reader.reads.get("weights", {}))
     result.crosslayer_reads = dict(reader.reads.get("crosslayer", {}))
     result.bytes_read = reader.bytes_read

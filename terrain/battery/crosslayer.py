@@ -11,7 +11,6 @@ fused tensors belong to small models.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
 from concurrent.futures import Future
 
 import torch
@@ -44,16 +43,23 @@ def crosslayer_roles(
     return out
 
 
-def _pieces(
-    reader: Reader, group: list[TensorRole], shape: tuple[int, ...], rows: int
-) -> Iterator[list[torch.Tensor]]:
-    """Row chunks of every layer of one role, chunk by chunk."""
+def _read_chunk(
+    reader: Reader, group: list[TensorRole], rows: tuple[int, int] | None
+) -> list[torch.Tensor]:
+    """Rows [start, stop) of every layer of one role (all of a fused role's values)."""
+    if rows is None:
+        return [r.take(reader.source.tensor(r.tensor, torch.float32)) for r in group]
+    start, stop = rows
+    return [reader.source.rows(r.tensor, start, stop, torch.float32) for r in group]  # type: ignore[attr-defined]
+
+
+def _chunks(
+    group: list[TensorRole], shape: tuple[int, ...], rows: int
+) -> list[tuple[int, int] | None]:
+    """The row ranges a role is read in (None: whole, for fused roles and small ones)."""
     if any(r.is_view for r in group) or rows >= shape[0]:
-        yield [r.take(reader.source.tensor(r.tensor, torch.float32)) for r in group]
-        return
-    for start in range(0, shape[0], rows):
-        stop = min(shape[0], start + rows)
-        yield [reader.source.rows(r.tensor, start, stop, torch.float32) for r in group]  # type: ignore[attr-defined]
+        return [None]
+    return [(start, min(shape[0], start + rows)) for start in range(0, shape[0], rows)]
 
 
 def run_crosslayer(
@@ -83,11 +89,14 @@ def run_crosslayer(
             stored: int = stored,
         ) -> RoleCorrelation:
             acc = CosineGram(len(group))
-            for pieces in _pieces(reader, group, shape, rows):
+            for span in _chunks(group, shape, rows):
+                # read, add, release: one chunk of every layer in memory at a time
+                pieces = _read_chunk(reader, group, span)
                 acc.add(pieces)
+                del pieces
                 if tracker is not None:
-                    done = stored * pieces[0].shape[0] / shape[0]
-                    tracker.advance(done, stage="weights: cross-layer cosines")
+                    share = 1.0 if span is None else (span[1] - span[0]) / shape[0]
+                    tracker.advance(stored * share, stage="weights: cross-layer cosines")
             for r in group:
                 reader.count(r.tensor, "crosslayer")
             return RoleCorrelation(group[0].stack, group[0].role, acc.cosines(), acc.values)

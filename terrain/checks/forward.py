@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -153,18 +154,23 @@ def call_census_check(model: LoadedModel, expect: Expectation | None) -> Evaluat
 
 
 def _variation(
-    module: Any, anatomy: Any, config: Any, inputs: Any
+    module: Any, anatomy: Any, config: Any, inputs: Any, *, in_place: bool = False
 ) -> tuple[LayerVariation, float, float]:
-    """The measure on one module, the output error of its aligned copy, and its tolerance."""
+    """The measure on one module, the output error of its aligned copy, and its tolerance.
+
+    `in_place` aligns the module itself (a window, dropped after): no aligned copy.
+    """
     weights = Weights(module)
     try:
         arch = describe(anatomy, config, weights)
     except NotCataloguedError as e:
         raise NotApplicableError(str(e)) from None
-    result = measure_layer_variation(arch, weights)
     reference = primary_output(weights.fresh().forward(inputs))
-    error = relative_error(primary_output(result.aligned.forward(inputs)), reference)
-    return result, error, tolerance(arch, result.symmetries_used, weights.dtype)
+    result = measure_layer_variation(arch, weights, in_place=in_place)
+    error = relative_error(primary_output(result.aligned_weights().forward(inputs)), reference)
+    tol = tolerance(arch, result.symmetries_used, weights.dtype)
+    # The aligned copy holds the module's tensors and its own: not kept past this call.
+    return replace(result, aligned=None), error, tol
 
 
 def layer_variation(model: LoadedModel, expect: Expectation | None) -> Evaluation:
@@ -182,9 +188,15 @@ def layer_variation(model: LoadedModel, expect: Expectation | None) -> Evaluatio
     problems: list[str] = []
     errors: list[float] = []
     for case in runner.cases(pairs=True):
+        module = _module(model, runner, case)
+        # a window is aligned in place (and dropped after); the whole model is shared
+        in_place = case.window is not None
         result, error, tol = _variation(
-            _module(model, runner, case), runner.anatomy(case), runner.config(case), case.inputs
+            module, runner.anatomy(case), runner.config(case), case.inputs, in_place=in_place
         )
+        del module
+        if in_place:
+            runner.release()
         errors.append(error)
         if not error <= tol:
             problems.append(

@@ -57,6 +57,7 @@ def measure_symmetry(model: LoadedModel, name: str) -> Evaluation:
         )
     runner = model.forward()
     results: list[tuple[Any, SymmetryResult]] = []
+    skipped: list[str] = []  # cases where it does not apply (a hybrid stack's linear blocks)
     derivation = float32_reason = ""
     for case in runner.cases():
         try:
@@ -70,12 +71,16 @@ def measure_symmetry(model: LoadedModel, name: str) -> Evaluation:
             raise NotApplicableError(f"model {model.name!r}: {e}") from None
         entry = entries[name]
         if isinstance(entry, NotApplicable):
-            raise NotApplicableError(f"model {model.name!r}: {name}: {entry.reason}")
+            skipped.append(f"{case.label}: {entry.reason}")
+            continue
         derivation = entry.derivation
         float32_reason = entry.float32_reason or ""
         result = measure(weights, entry, case.inputs, DRAWS, control_seeds=CONTROL_DRAWS)
         results.append((case, result))
     runner.release()
+    if not results:  # no case of this model has what the symmetry acts on
+        reason = skipped[0].split(": ", 1)[1] if len(skipped) == 1 else "; ".join(skipped)
+        raise NotApplicableError(f"model {model.name!r}: {name}: {reason}")
     worst_case, worst = max(results, key=lambda x: x[1].max_error)
     tolerance = max(r.tolerance for _, r in results)
     controls = [r.min_control_error for _, r in results]
@@ -106,6 +111,7 @@ def measure_symmetry(model: LoadedModel, name: str) -> Evaluation:
                 for case, r in results
             ],
             "worst_case": worst_case.label,
+            "not_applicable_cases": skipped,
         },
     )
     problems = [_weak(model, name, case, r) for case, r in results]

@@ -28,6 +28,7 @@ from terrain.forward.window import (
     sample_layers,
     window_tokens,
 )
+from terrain.memory import trim_heap
 from terrain.progress import Tracker
 from terrain.property import NotApplicableError
 from terrain.tracing import forward_inputs
@@ -169,7 +170,7 @@ class ForwardRunner:
         key = (case.plan.key(), case.dtype)
         if self._held is not None and self._held[0] == key:
             return self._held[1]
-        self._held = None
+        self._drop()
         from terrain.modules import build_module
 
         module = build_module(
@@ -188,7 +189,16 @@ class ForwardRunner:
         return self.model.checkpoint.config if case.window is None else case.window.config
 
     def release(self) -> None:
-        self._held = None
+        """Drop the held module and give its memory back before the next property."""
+        self._drop()
+        trim_heap()
+
+    def _drop(self) -> None:
+        """Free the held window module's storage, whoever still refers to it: a caller's
+        loop variable must not keep one window alive while the next is built."""
+        if self._held is not None:
+            self._held[1].to("meta")
+            self._held = None
 
 
 def _numel(shape: tuple[int, ...]) -> int:

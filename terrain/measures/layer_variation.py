@@ -203,9 +203,12 @@ def align_mlp(w: Weights, arch: Architecture, ref: MlpLayout, lay: MlpLayout) ->
     ok, why = mlp_policy(arch)
     units = w.read(ref.up)[0].shape[0]
     if ok and units > MAX_ASSIGNMENT_UNITS:
-        ok, why = False, (
-            f"{units} hidden units exceed the {MAX_ASSIGNMENT_UNITS} that an exact assignment "
-            "is run on (its cost matrix grows with the square of the width)"
+        ok, why = (
+            False,
+            (
+                f"{units} hidden units exceed the {MAX_ASSIGNMENT_UNITS} that an exact assignment "
+                "is run on (its cost matrix grows with the square of the width)"
+            ),
         )
     if ok:
         permute_mlp(w, lay, permutation_by_cosine(_rows(w, ref), _rows(w, lay)))
@@ -263,8 +266,15 @@ class PairResidual:
 @dataclass
 class LayerVariation:
     pairs: list[PairResidual]
-    aligned: Weights  # a copy of the weights with every layer aligned to its predecessor
+    # a copy of the weights with every layer aligned to its predecessor (None once dropped)
+    aligned: Weights | None
     symmetries_used: set[str] = field(default_factory=set)
+
+    def aligned_weights(self) -> Weights:
+        """The aligned copy (an error once it was dropped to free its memory)."""
+        if self.aligned is None:
+            raise ValueError("the aligned copy of this layer variation was dropped")
+        return self.aligned
 
     def values(self, which: str, role: str | None = None) -> list[float]:
         return [
@@ -279,13 +289,23 @@ class LayerVariation:
         return float(median(vals)) if vals else float("nan")
 
 
-def measure_layer_variation(arch: Architecture, weights: Weights) -> LayerVariation:
+def measure_layer_variation(
+    arch: Architecture, weights: Weights, *, in_place: bool = False
+) -> LayerVariation:
     """Align every layer to its (aligned) predecessor in a copy of `weights` (its writes
-    included; `weights` is not changed); residuals per role before and after."""
-    w = weights.fresh()
-    for name in weights.written():  # start from the view as given, writes included
-        w[name] = weights[name]
-    base = weights
+    included; `weights` is not changed); residuals per role before and after.
+
+    `in_place`: align the module's own tensors instead of a copy (for a module used once
+    and dropped, such as a real-size window); the residuals before alignment are then
+    taken before each pair is aligned.
+    """
+    if in_place:
+        w: Weights = weights.in_place()
+    else:
+        w = weights.fresh()
+        for name in weights.written():  # start from the view as given, writes included
+            w[name] = weights[name]
+    base = w if in_place else weights
     pairs: list[PairResidual] = []
     used: set[str] = set()
 

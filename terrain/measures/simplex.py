@@ -442,6 +442,10 @@ def _summarise(
     )
 
 
+# Values checked for finiteness at once (4M: 16 MiB of float32).
+_CHECK_BLOCK = 1 << 22
+
+
 def _check_points(points: torch.Tensor) -> None:
     """Reject what has no pentachoron CV, with the reason in the message."""
     if not isinstance(points, torch.Tensor):
@@ -450,14 +454,18 @@ def _check_points(points: torch.Tensor) -> None:
         raise ValueError(f"points must be 2-D (n_points, dim), got shape {tuple(points.shape)}")
     if not points.is_floating_point():
         raise ValueError(f"points must be a floating-point tensor, got dtype {points.dtype}")
-    # A plain sum is the cheapest full read (NaN and inf propagate, no V x D temporary);
-    # only when it is not finite (or finite values overflowed) look closer.
-    if (
-        points.numel()
-        and not bool(torch.isfinite(points.sum()))
-        and not bool(torch.isfinite(torch.stack(torch.aminmax(points))).all())
-    ):
-        bad = int((~torch.isfinite(points)).any(dim=1).sum())
+    # A plain sum is the cheapest full read (NaN and inf propagate); it runs on blocks of
+    # rows, so that a large table in a low-precision dtype (a 7B model's bf16 token table,
+    # memory-mapped) is never converted whole. Only a non-finite block looks closer.
+    rows = max(1, _CHECK_BLOCK // max(1, points.shape[1]))
+    bad = 0
+    for start in range(0, points.shape[0], rows):
+        block = points[start : start + rows]
+        if not bool(torch.isfinite(block.sum())) and not bool(
+            torch.isfinite(torch.stack(torch.aminmax(block))).all()
+        ):
+            bad += int((~torch.isfinite(block)).any(dim=1).sum())
+    if bad:
         raise ValueError(f"points contain non-finite values (NaN or inf) in {bad} row(s)")
 
 

@@ -8,6 +8,7 @@ The absolute fraction is largely a weight-scale effect (at T5's init the Q fract
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -110,7 +111,8 @@ def count_tensor(
     size = 0
     total = 0.0
     below = dict.fromkeys(thresholds, 0)
-    for part in (first, second, *parts):
+    # chain, not (first, second, *parts): unpacking would convert every chunk at once
+    for part in itertools.chain((first, second), parts):
         x, xp = _flat(part)
         a = xp.abs(x, out=scratch.get("abs", x, xp))
         mask = scratch.get("mask", x, xp, boolean=True)
@@ -118,6 +120,7 @@ def count_tensor(
             below[t] += int(xp.count_nonzero(xp.less(a, t, out=mask)))
         total += float(x.sum(dtype=xp.float64))
         size += int(x.shape[0])
+        del part
     del first, second
     mean = total / size
     m2 = m4 = 0.0
@@ -186,4 +189,3 @@ def role_sparsity(
     """Pooled sparsity of one role's whole tensors (consumed one at a time)."""
     scratch = _Scratch()
     return merge(role, [count_tensor(whole(w), thresholds, scratch) for w in tensors])
-

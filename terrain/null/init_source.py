@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
@@ -105,13 +107,20 @@ class InitSource:
         seed: int,
         name: str,
         dtype: torch.dtype = torch.float32,
+        cache_bytes: int = 256 << 20,
     ) -> None:
         self._name = name
         self.config = dict(config)
         self.seed = seed
         self.dtype = dtype
         self._key = config_key(config)
-        self._last: tuple[str, torch.Tensor] | None = None
+        # Recently generated tensors (the battery reads a tensor in row chunks, pass after
+        # pass): regenerating each chunk would initialise a 7B layer's MLP a dozen times.
+        self._recent: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.cache_bytes = cache_bytes
+        # One generation at a time: the battery's pool threads read concurrently, and a
+        # generation moves modules between devices and seeds torch's global generator.
+        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -149,13 +158,20 @@ class InitSource:
         return n * torch.empty((), dtype=self.dtype).element_size()
 
     def tensor(self, name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        if self._last is not None and self._last[0] == name:
-            return self._last[1].to(dtype)
         module_name = self._names.get(name)
         if module_name is None:
             raise SourceError(f"null {self._name!r}: no tensor {name!r} in the random-init model")
-        value = self._generate(module_name)
-        self._last = (name, value)
+        with self._lock:
+            value = self._recent.get(name)
+            if value is None:
+                value = self._generate(module_name)
+                self._recent[name] = value
+                held = sum(t.numel() * t.element_size() for t in self._recent.values())
+                while len(self._recent) > 1 and held > self.cache_bytes:
+                    _, dropped = self._recent.popitem(last=False)
+                    held -= dropped.numel() * dropped.element_size()
+            else:
+                self._recent.move_to_end(name)
         return value.to(dtype)
 
     def stored(self, name: str) -> torch.Tensor:

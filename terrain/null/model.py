@@ -250,8 +250,9 @@ class NullModel:
                 budget=self.budget,
                 options=options,
             )
-            if self.plan.full:
-                self.__dict__.pop("anatomy", None)  # its tensors: freed, the module stays
+            # its tensors (a small model's whole module, a large one's recent generations)
+            # are not held past the battery; the anatomy is rebuilt if asked for again
+            self.__dict__.pop("anatomy", None)
         return self._battery
 
 

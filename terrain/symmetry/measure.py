@@ -125,18 +125,17 @@ def measure(
     if reference is None:
         reference = primary_output(weights.fresh().forward(inputs))
     errors = []
-    last = weights.fresh()
+    last: Weights | None = None
     for seed in seeds:
+        last = None  # the previous draw is freed before the next one is made
         last = _draw(weights, symmetry.transform, seed)
         errors.append(relative_error(primary_output(last.forward(inputs)), reference))
+    assert last is not None, "a symmetry is measured on at least one seed"
     written = last.written()
+    influence = _influence(weights, last, written, inputs, reference)
+    del last  # the controls' draws are made without it
     chosen = seeds if control_seeds is None else control_seeds
     controls = tuple(_control(weights, c, inputs, chosen, reference) for c in symmetry.controls)
-    zeroed = weights.fresh()
-    for name in written:  # only the entries a draw changes (a fused tensor keeps the rest)
-        old = zeroed[name]
-        zeroed[name] = torch.where(last[name] != old, torch.zeros_like(old), old)
-    influence = relative_error(primary_output(zeroed.forward(inputs)), reference)
     return SymmetryResult(
         symmetry.name,
         symmetry.derivation,
@@ -147,6 +146,28 @@ def measure(
         tuple(written),
         influence,
     )
+
+
+def _influence(
+    weights: Weights,
+    draw: Weights,
+    written: Sequence[str],
+    inputs: Mapping[str, Any],
+    reference: torch.Tensor,
+) -> float:
+    """The output's change when every entry a draw changes is set to zero (a fused tensor
+    keeps its other entries). A tensor the draw changes everywhere is replaced by a zero
+    of no storage (an expanded scalar), so the check costs no copy of a real-size block."""
+    zeroed = weights.fresh()
+    for name in written:
+        old = zeroed[name]
+        changed = draw[name] != old
+        if bool(changed.all()):
+            zeroed[name] = torch.zeros((), dtype=old.dtype, device=old.device).expand(old.shape)
+        else:
+            zeroed[name] = torch.where(changed, torch.zeros((), dtype=old.dtype), old)
+        del changed
+    return relative_error(primary_output(zeroed.forward(inputs)), reference)
 
 
 def tolerance(symmetry: Symmetry, dtype: torch.dtype) -> float:

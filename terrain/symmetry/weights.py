@@ -89,6 +89,14 @@ class Weights:
         other._saved = self._saved
         return other
 
+    def in_place(self) -> InPlaceWeights:
+        """A view whose writes go into the module's own tensors (no copy): for a module
+        that is used once and then dropped, such as a real-size window, where a copy of
+        every written tensor would double the memory."""
+        other = InPlaceWeights.__new__(InPlaceWeights)
+        other.__dict__.update(self.fresh().__dict__)
+        return other
+
     def name(self, tensor: str) -> str:
         """The module's parameter name for a checkpoint/anatomy tensor name."""
         if tensor not in self._resolved:
@@ -177,6 +185,23 @@ class Weights:
                 new_b = self[p.bias].clone()
                 new_b[idx] = b
                 self[p.bias] = new_b
+
+
+class InPlaceWeights(Weights):
+    """Writes replace the module's values in place: after a write the module itself is
+    changed (the transform's copy semantics are lost, by design)."""
+
+    def __setitem__(self, tensor: str, value: torch.Tensor) -> None:
+        name = self.name(tensor)
+        old = self._base[name]
+        if value.shape != old.shape or value.dtype != old.dtype:
+            raise ValueError(
+                f"tensor {tensor!r}: a transform wrote shape {list(value.shape)} "
+                f"{value.dtype}, the module holds {list(old.shape)} {old.dtype}"
+            )
+        with torch.no_grad():
+            old.copy_(value)
+        self._written[name] = old
 
 
 def heads(n: int, d_head: int) -> Iterator[slice]:

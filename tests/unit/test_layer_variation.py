@@ -104,7 +104,7 @@ def test_planted_gauge_is_recovered(name: str, replica_cache: Path, tiny_bert: P
     before = [p.before for p in result.pairs if p.site.endswith(" 0→1")]
     assert max(v for roles in before for v in roles.values()) > 0.1
     ref = primary_output(planted.forward(inputs))
-    assert relative_error(primary_output(result.aligned.forward(inputs)), ref) <= 1e-10
+    assert relative_error(primary_output(result.aligned_weights().forward(inputs)), ref) <= 1e-10
 
 
 @pytest.mark.parametrize("name", ["bert-tiny", "t5-tiny", "llama-tiny", "qwen3-tiny", "gpt2-tiny"])
@@ -115,11 +115,11 @@ def test_aligned_weights_give_the_same_output(
     arch, weights, inputs = _load(path, name)
     result = measure_layer_variation(arch, weights)
     assert result.pairs
-    assert result.aligned.written()  # something was aligned
+    assert result.aligned_weights().written()  # something was aligned
     after, before = result.values("after"), result.values("before")
     assert sum(after) <= sum(before) + 1e-9
     ref = primary_output(weights.fresh().forward(inputs))
-    err = relative_error(primary_output(result.aligned.forward(inputs)), ref)
+    err = relative_error(primary_output(result.aligned_weights().forward(inputs)), ref)
     assert err <= tolerance(arch, result.symmetries_used, torch.float64)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import torch
@@ -64,3 +65,73 @@ def test_stage_clock_sums_over_threads() -> None:
     clock.add("read", 1.5)
     assert seconds["read"] == 1.5
     assert seconds["spectra"] > 0
+
+
+def test_budgeted_pool_never_holds_more_than_its_budget() -> None:
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from terrain.workpool import BudgetedPool, MemoryBudget
+
+    held = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def task(cost: int) -> None:
+        nonlocal held, peak
+        with lock:
+            held += cost
+            peak = max(peak, held)
+        time.sleep(0.01)
+        with lock:
+            held -= cost
+
+    budget = MemoryBudget(100)
+    with ThreadPoolExecutor(4) as executor:
+        pool = BudgetedPool(executor, budget)
+        futures = [
+            pool.submit(f"task {i}", c, task, c) for i, c in enumerate([60, 50, 30, 90, 10] * 4)
+        ]
+        for f in futures:
+            f.result()
+    assert peak <= budget.bytes
+    assert pool.peak <= budget.bytes
+    assert peak > 60  # it did run tasks side by side where they fit
+
+
+def test_a_task_above_the_whole_budget_is_refused_naming_the_option() -> None:
+    from terrain.workpool import BudgetedPool, BudgetError, InlineExecutor, MemoryBudget
+
+    pool = BudgetedPool(InlineExecutor(), MemoryBudget(1 << 30))
+    with pytest.raises(
+        BudgetError,
+        match=r"spectrum of tensor 'w' needs 2 GiB of working memory, more than the budget of "
+        r"1 GiB; raise it with --memory-budget",
+    ):
+        pool.submit("spectrum of tensor 'w'", 2 << 30, print)
+
+
+def test_the_battery_holds_a_tiny_budget(tiny_bert: Path) -> None:
+    """A budget far below the default still gives every value, and the pool's peak stays
+    within it (tasks wait for each other instead)."""
+    from terrain.anatomy import build_anatomy
+    from terrain.battery import run_battery
+    from terrain.checkpoint import Checkpoint
+    from terrain.workpool import MemoryBudget
+
+    ckpt = Checkpoint(tiny_bert, name="tiny-bert")
+    anatomy = build_anatomy(ckpt, ckpt.config)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        roomy = run_battery(anatomy, config=ckpt.config)
+        budget = MemoryBudget(200 << 20)
+        tight = run_battery(anatomy, config=ckpt.config, budget=budget)
+    finally:
+        torch.set_num_threads(before)
+    assert tight.peak_working_bytes <= budget.bytes
+    assert {k: v.as_dict() for k, v in tight.spectra.items()} == {
+        k: v.as_dict() for k, v in roomy.spectra.items()
+    }
+    assert tight.sparsity == roomy.sparsity
