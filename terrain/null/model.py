@@ -8,7 +8,7 @@ on the model's size (`NullPlan`):
 - up to `FULL_NULL_PARAMETERS`, the whole config is initialised in memory per seed, exactly
   as `from_config` would make it (nothing written to disk), and its module serves the
   forward properties' nulls too;
-- above it, a null is a random-init model of the config cut to two layers of each type per
+- above it, a null is a random-init model of the config cut to one layer of each type per
   stack (terrain/null/truncate.py), its tensors generated one at a time
   (terrain/null/init_source.py): every layer's tensors of one shape and init are the same
   in distribution, so one null per (shape, init) serves every layer. Its token table is
@@ -58,7 +58,7 @@ class NullPlan:
             return f"random init of the same config (seeds {seeds}, in memory)"
         kept = "; ".join(f"{k}: layers {v}" for k, v in sorted(self.kept_layers.items()))
         return (
-            f"random init of the same config cut to two layers of each type ({kept}), tensors "
+            f"random init of the same config cut to one layer of each type ({kept}), tensors "
             f"generated one at a time (seeds {seeds}); one null per (shape, init); token table "
             f"{NULL_TABLE_ROWS} rows; spectra wider than {NULL_SPECTRA_MAX_N} and the embedding "
             "geometry from their analytic laws"
@@ -70,7 +70,7 @@ def plan_for(
 ) -> NullPlan:
     if parameters <= FULL_NULL_PARAMETERS:
         return NullPlan(seeds, True, dict(config), model_config=dict(config))
-    cut, kept = truncated_config(config)
+    cut, kept = truncated_config(config, per_type=1)
     _cut_vocab(cut)
     return NullPlan(seeds, False, cut, kept, model_config=dict(config))
 

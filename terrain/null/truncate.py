@@ -1,10 +1,11 @@
 """A config cut down to a few layers of each type: the shape of a large model's null.
 
 At random init every layer of a stack draws its tensors from the same distribution, so a
-null needs only a few layers to give every statistic of one (shape, init) class: two of
-each layer type per stack (two, so that the cross-layer cosine has an adjacent pair; of
-each type, so that a hybrid stack's full-attention layers are not lost among its linear
-ones). The kept layers are named, so that a report can say which were generated.
+null needs only a few layers to give every statistic of one (shape, init) class: `per_type`
+of each layer type per stack (of each type, so that a hybrid stack's full-attention layers
+are not lost among its linear ones; the nulls of large models keep one, and take the
+cross-layer null from its exact law for independent layers). The kept layers are named,
+so that a report can say which were generated.
 """
 
 from __future__ import annotations
