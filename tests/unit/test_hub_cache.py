@@ -16,6 +16,17 @@ from terrain.sources import SourceContext, resolve
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 
 
+def _use_cache(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+    """Point huggingface_hub at ``root``: it reads HF_HUB_CACHE once, at import, so the
+    environment variable alone misses whenever another test imported it first."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(root))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
 def _cache(root: Path, repo: str) -> Path:
     """The layout huggingface_hub writes: models--org--name/{refs/main, snapshots/<rev>/}."""
     folder = root / f"models--{repo.replace('/', '--')}"
@@ -40,8 +51,7 @@ def test_a_cached_sharded_hub_id_resolves_offline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     snapshot = _cache(tmp_path, "org/big-model")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _use_cache(monkeypatch, tmp_path)
     ctx = SourceContext((), tmp_path / "terrain-cache")
     source = resolve("big", "org/big-model", ctx)
     assert source.kind == "hub"
@@ -56,8 +66,7 @@ def test_a_cached_sharded_hub_id_resolves_offline(
 def test_an_uncached_hub_id_offline_fails_naming_the_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _use_cache(monkeypatch, tmp_path)
     ctx = SourceContext((), tmp_path / "terrain-cache", replica_hint="big-random")
     with pytest.raises(
         SourceError, match=r"not in the Hugging Face cache and HF_HUB_OFFLINE is set"
