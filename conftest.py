@@ -1,16 +1,4 @@
-"""Registers terrain's pytest plugins; the plugins themselves live in plugins/."""
+"""terrain's plugin comes from its installed entry point (pytest11: terrain.plugins); this
+repository's self-tests of the plugin also need pytester."""
 
-pytest_plugins = [
-    "plugins.options",
-    "plugins.parametrize",
-    "plugins.loading",
-    "plugins.bad_input",
-    "plugins.baselines",
-    "plugins.recording",
-    "plugins.evaluation",
-    "plugins.collector",
-    "plugins.html_report",
-    "plugins.progress",
-    # for the harness self-tests in tests/plugin
-    "pytester",
-]
+pytest_plugins = ["pytester"]

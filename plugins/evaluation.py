@@ -9,20 +9,24 @@ found beyond the band (a negative control without effect) fails after recording.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
 
-from plugins.assertions import check
-from plugins.recording import Recorder
 from terrain.checks.text import BudgetExceededError
 from terrain.memory import trim_heap
 from terrain.model import LoadedModel
 from terrain.property import NotApplicableError, declarations
 from terrain.wordnet import WordNetMissingError
 
+from .assertions import check
+from .recording import Recorder
+
 Evaluate = Callable[[str], None]
+# Set (by `make test`) when a missing WordNet corpus is a failure, not a skip.
+REQUIRE_WORDNET = "TERRAIN_REQUIRE_WORDNET"
 
 
 @pytest.fixture
@@ -37,6 +41,10 @@ def evaluate(model: LoadedModel, record_finding: Recorder) -> Evaluate:
         except BudgetExceededError as e:
             pytest.skip(f"over budget: {e}")
         except WordNetMissingError as e:
+            if os.environ.get(REQUIRE_WORDNET, "").strip() not in ("", "0"):
+                pytest.fail(
+                    f"{e} (${REQUIRE_WORDNET} is set: the corpus is required)", pytrace=False
+                )
             pytest.skip(str(e))
         finally:
             trim_heap()  # what this property freed is not held through the next one
@@ -45,7 +53,7 @@ def evaluate(model: LoadedModel, record_finding: Recorder) -> Evaluate:
                 f"the check of {name!r} returned a finding of {result.finding.property!r}"
             )
         finding = replace(result.finding, version=prop.version)
-        record_finding(finding, list(result.evidence))
+        record_finding(finding, list(result.evidence), claim=prop.claim)
         check(finding)
         if result.problems:
             pytest.fail("\n".join(result.problems), pytrace=False)

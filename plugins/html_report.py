@@ -1,4 +1,4 @@
-"""pytest-html columns (model, property, value, expected, null, CI, verdict).
+"""pytest-html columns (model, property, value, expected, null, CI, outcome).
 
 The models' provenance and census are on the findings page (plugins/collector.py)."""
 
@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from plugins.recording import FINDING, WHERE, decoded
 from terrain.report.html import (
     cell,
     details_block,
@@ -18,7 +17,9 @@ from terrain.report.html import (
     null_text,
 )
 
-COLUMNS = ("Model", "Property", "Value", "Expected", "Null", "CI", "Verdict")
+from .recording import terrain_data
+
+COLUMNS = ("Model", "Property", "Value", "Expected", "Null", "CI", "Outcome")
 
 
 def pytest_html_report_title(report: Any) -> None:
@@ -32,18 +33,12 @@ def pytest_html_results_table_header(cells: list[str]) -> None:
 def pytest_html_results_table_row(
     report: pytest.TestReport | pytest.CollectReport, cells: list[str]
 ) -> None:
-    records = decoded(report, FINDING)
-    where: dict[str, str] = next(iter(decoded(report, WHERE)), {})
+    data = terrain_data(report)
+    records = data.get("findings") or []
+    where: dict[str, str] = data.get("where", {})
     if not records:
-        values = [
-            where.get("model", "—"),
-            where.get("test", "—"),
-            "—",
-            "—",
-            "—",
-            "—",
-            report.outcome,
-        ]
+        values = [where.get("model", "—"), where.get("test", "—"), "—", "—", "—", "—"]
+        values.append(report.outcome)
     else:
         record = records[0]
         values = [
@@ -53,10 +48,11 @@ def pytest_html_results_table_row(
             expected_text(record),
             null_text(record),
             interval_text(record),
-            record["verdict"],
+            record["kind"],
         ]
     cells[2:2] = [cell(v) for v in values]
 
 
 def pytest_html_results_table_html(report: pytest.TestReport, data: list[str]) -> None:
-    data.extend(details_block(record) for record in decoded(report, FINDING))
+    records = terrain_data(report).get("findings") or []
+    data.extend(details_block(record) for record in records)

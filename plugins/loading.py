@@ -10,11 +10,12 @@ from collections import Counter
 
 import pytest
 
-from plugins.options import settings
 from terrain.config import ModelSpec
 from terrain.devices import resolve_device
 from terrain.errors import TerrainError
 from terrain.model import LoadedModel, load_model
+
+from .options import settings
 
 # model name -> number of loads in this process; shipped to the controller at session end.
 LOADS: Counter[str] = Counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from terrain.property import declarations
 from terrain.selection import replica_hint, select_models
 from terrain.sources import SourceContext
 from terrain.synthetic import default_cache_dir
+from terrain.wordnet import ENV_VAR as WORDNET_ENV
 from terrain.workpool import MemoryBudget
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -68,6 +70,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="largest model (parameters) whose whole-module text properties run on a CPU "
         f"(default {TEXT_CPU_PARAMETERS:,}; a GPU has no such limit)",
     )
+    parser.addini(
+        "terrain_models_file", "models file (default: models.yaml in the rootdir, else terrain's)"
+    )
+    parser.addini("terrain_baseline_dir", "baselines folder (default: baselines/ in the rootdir)")
+    parser.addini("terrain_reports", "folder of the findings report (default: reports/)")
+    parser.addini("terrain_cache", "cache of synthetic replicas and windows")
     group.addoption(
         "--terrain-cache",
         default=None,
@@ -86,6 +94,7 @@ class RunSettings:
     synthetic_configs: tuple[Path, ...]
     memory_budget: MemoryBudget = DEFAULT_BUDGET
     text_budget: int = TEXT_CPU_PARAMETERS
+    shipped_models: bool = False  # the models file is the one terrain ships
 
     def context_for(self, spec: ModelSpec) -> SourceContext:
         return SourceContext(
@@ -103,11 +112,38 @@ def settings(config: pytest.Config) -> RunSettings:
     return config.stash[_SETTINGS]
 
 
+def chosen_path(config: pytest.Config, option: str, ini: str) -> Path | None:
+    """A path from the command line, else from the ini file (relative to the ini file's
+    folder, or the rootdir), else None."""
+    given = config.getoption(option)
+    if given:
+        return Path(os.path.expanduser(str(given)))
+    raw = config.getini(ini)
+    if raw:
+        base = config.inipath.parent if config.inipath else config.rootpath
+        return base / os.path.expanduser(str(raw))
+    return None
+
+
+def shipped(relative: str) -> Path:
+    """A file or folder of terrain's package data (terrain.fixtures)."""
+    return Path(str(resources.files("terrain.fixtures").joinpath(relative)))
+
+
+def models_path(config: pytest.Config) -> Path:
+    """--models-file, else the ini's terrain_models_file, else models.yaml in the rootdir,
+    else the models file terrain ships (its default models, e.g. minilm)."""
+    chosen = chosen_path(config, "models_file", "terrain_models_file")
+    if chosen is not None:
+        return chosen
+    local = config.rootpath / "models.yaml"
+    return local if local.exists() else shipped("models.yaml")
+
+
 def _read_settings(config: pytest.Config) -> RunSettings:
     root = config.rootpath
-    models_file = config.getoption("models_file")
-    path = Path(models_file) if models_file else root / "models.yaml"
-    cache = config.getoption("terrain_cache")
+    path = models_path(config)
+    cache = chosen_path(config, "terrain_cache", "terrain_cache")
     try:
         models = load_models(path, declarations())
         selected = select_models(models, config.getoption("model"))
@@ -123,6 +159,9 @@ def _read_settings(config: pytest.Config) -> RunSettings:
         memory_budget=_memory_budget(config.getoption("memory_budget")),
         text_budget=_positive_int("--text-budget", config.getoption("text_budget"))
         or TEXT_CPU_PARAMETERS,
+        # compared as given: this repository's models.yaml links to the shipped file, but is
+        # the project's own (its baselines are required)
+        shipped_models=os.path.abspath(path) == os.path.abspath(shipped("models.yaml")),
     )
 
 
@@ -152,10 +191,56 @@ def _positive_int(option: str, raw: str | None) -> int | None:
     return value
 
 
+def writable_folder_problem(folder: Path) -> str | None:
+    """Why files cannot be created in `folder` (or in the folder that would hold it)."""
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            return f"none of {str(folder)!r} exists"
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{str(probe)!r} is a file, not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{str(probe)!r} is not writable"
+    return None
+
+
+def check_outputs(config: pytest.Config) -> None:
+    """Output paths that cannot be written stop the run before any model is measured."""
+    findings = config.getoption("findings")
+    if findings is not None:
+        path = Path(os.path.expanduser(str(findings)))
+        if not str(findings).strip():
+            raise pytest.UsageError("--findings: an empty path; give the findings.json to write")
+        if path.is_dir() or str(findings).endswith(("/", os.sep)):
+            raise pytest.UsageError(
+                f"--findings {str(findings)!r}: a folder; give the file to write, e.g. "
+                f"{str(path / 'findings.json')!r}"
+            )
+        problem = writable_folder_problem(path.parent)
+        if problem:
+            raise pytest.UsageError(f"--findings {str(findings)!r}: {problem}")
+    for option, ini in (("baseline_dir", "terrain_baseline_dir"),):
+        chosen = chosen_path(config, option, ini)
+        if chosen is None:
+            continue
+        if not str(chosen).strip():
+            raise pytest.UsageError(f"--{option.replace('_', '-')}: an empty path")
+        if chosen.exists() and not chosen.is_dir():
+            raise pytest.UsageError(
+                f"--{option.replace('_', '-')} {str(chosen)!r}: a file, not a folder"
+            )
+        if config.getoption("update_baselines"):
+            problem = writable_folder_problem(chosen)
+            if problem:
+                raise pytest.UsageError(f"--{option.replace('_', '-')} {str(chosen)!r}: {problem}")
+
+
 def _synthetic_dirs(*roots: Path) -> tuple[Path, ...]:
-    """fixtures/configs beside the models file, in the rootdir, and in this repository."""
-    repo = Path(__file__).resolve().parents[1]
-    dirs = [r / "fixtures" / "configs" for r in (*roots, repo)]
+    """configs/ beside the models file (where terrain ships them), fixtures/configs beside
+    it and in the rootdir, and the configs terrain ships."""
+    dirs = [roots[0] / "configs"] + [r / "fixtures" / "configs" for r in roots]
+    dirs.append(shipped("configs"))
     return tuple(dict.fromkeys(d for d in dirs if d.is_dir()))
 
 
@@ -164,11 +249,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "weights: reads tensors only, never builds the nn.Module")
     config.addinivalue_line("markers", "forward: builds the nn.Module and runs it")
     settings(config)  # fail fast on a bad models file, before collection
-    if not config.getoption("htmlpath", None):
-        # A researcher's plain `pytest --model X` still ends in reports/: the findings page
-        # is index.html (plugins/collector.py), pytest-html's test log is tests.html.
-        config.option.htmlpath = str(config.rootpath / "reports" / "tests.html")
-        config.option.self_contained_html = True
+    check_outputs(config)
+    local = config.rootpath / ".wordnet"
+    if local.is_dir():  # a project's own corpus (terrain's repository: `make wordnet`)
+        os.environ.setdefault(WORDNET_ENV, str(local))
     workers = _worker_count(config)
     if workers > 1:
         # Split the cores between the workers that have work: under loadgroup each model
@@ -194,6 +278,7 @@ def _worker_count(config: pytest.Config) -> int:
     return n if isinstance(n, int) else 1
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest without xdist does not know it
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """`-n auto`: no more workers than cores, nor than models (each model is one group)."""
     cores = os.cpu_count() or 1

@@ -9,11 +9,23 @@ from __future__ import annotations
 
 import pytest
 
-from plugins.options import settings
+from .options import settings
+
+
+def _parametrizes_model_itself(metafunc: pytest.Metafunc) -> bool:
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", "")
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if "model" in names:
+            return True
+    return False
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "model" not in metafunc.fixturenames:
+    # The plugin is active wherever it is installed: a test that names its own `model`
+    # values is someone else's and is left alone.
+    if "model" not in metafunc.fixturenames or _parametrizes_model_itself(metafunc):
         return
     params = [
         pytest.param(spec, id=spec.name, marks=pytest.mark.xdist_group(spec.name))

@@ -30,11 +30,12 @@ from typing import Any, Literal
 
 import pytest
 
-from plugins.progress_board import MAIN, Board
-from plugins.progress_display import Display
-from plugins.progress_terminal import SharedTerminal
-from plugins.progress_transport import DIR_KEY, SUFFIX, LineSink, Tail
 from terrain import progress
+
+from .progress_board import MAIN, Board
+from .progress_display import Display
+from .progress_terminal import SharedTerminal
+from .progress_transport import DIR_KEY, SUFFIX, LineSink, Tail
 
 MODES = ("auto", "on", "off")
 PREFIX = "terrain-progress-"  # the per-run directory, under the temporary directory

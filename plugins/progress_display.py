@@ -12,9 +12,9 @@ import contextlib
 import threading
 from collections.abc import Callable
 
-from plugins.progress_board import Bar, Board
-from plugins.progress_terminal import SharedTerminal
-from plugins.progress_transport import TEST_FINISHED, Tail, event_of
+from .progress_board import Bar, Board
+from .progress_terminal import SharedTerminal
+from .progress_transport import TEST_FINISHED, Tail, event_of
 
 TICK = 0.2  # seconds between two looks at the board
 LOG_EVERY = 10.0  # lines mode: seconds between two lines of one model's running work

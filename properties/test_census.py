@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from plugins.evaluation import Evaluate
+from terrain.property import PropertyCheck
 
 pytestmark = pytest.mark.weights
 
 
-def test_anatomy_census_matches_config(evaluate: Evaluate) -> None:
+def test_anatomy_census_matches_config(evaluate: PropertyCheck) -> None:
     """Every tensor has a role or a reason; the counts equal the config's own module's."""
     evaluate("anatomy_census")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from plugins.evaluation import Evaluate
+from terrain.property import PropertyCheck
 
 pytestmark = pytest.mark.forward
 
 
-def test_layer_variation_after_gauge_alignment(evaluate: Evaluate) -> None:
+def test_layer_variation_after_gauge_alignment(evaluate: PropertyCheck) -> None:
     """Consecutive layers' residual after the exact gauge alignment; the aligned copy's
     output must be unchanged."""
     evaluate("layer_variation")

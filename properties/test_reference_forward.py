@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from plugins.evaluation import Evaluate
+from terrain.property import PropertyCheck
 
 pytestmark = pytest.mark.forward
 
 
-def test_anatomy_reproduces_block_output(evaluate: Evaluate) -> None:
+def test_anatomy_reproduces_block_output(evaluate: PropertyCheck) -> None:
     """A block recomputed from the anatomy's roles alone equals the library's block."""
     evaluate("reference_forward")
 
 
-def test_module_call_census_matches_config(evaluate: Evaluate) -> None:
+def test_module_call_census_matches_config(evaluate: PropertyCheck) -> None:
     """The module calls of one forward equal what the config predicts."""
     evaluate("module_call_census")

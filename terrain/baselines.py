@@ -17,13 +17,15 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from terrain.atomic import write_text
 from terrain.errors import TerrainError
 from terrain.findings import Finding
+from terrain.report.environment import package_versions
 
 BASELINE_FORMAT = 1
 Status = Literal["match", "regressed", "missing", "stale", "recorded"]
@@ -38,72 +40,6 @@ class Tolerance:
         if math.isnan(old) or math.isnan(new):
             return math.isnan(old) and math.isnan(new)
         return abs(new - old) <= self.abs + self.rel * abs(old) + extra
-
-
-# Defaults per property: deterministic weight measures move only when the weights move,
-# so a new checkpoint may drift a little (abs) before it counts as a regression.
-DEFAULT_TOLERANCES: dict[str, Tolerance] = {
-    "q_sparsity": Tolerance(abs=0.01),
-    "q_sparsity_scale_free": Tolerance(abs=0.005),
-    "crosslayer_corr": Tolerance(abs=0.01),
-    # Sampled: compared within the combined confidence interval, plus this margin.
-    "simplex_cv": Tolerance(abs=0.0),
-    # Counts of the checkpoint's own tensors: any change is a different architecture.
-    "anatomy_census": Tolerance(abs=0.0),
-    # Exactness claims: the value is 0 when they hold; any change is a regression.
-    "modulator_lerp_alpha0": Tolerance(abs=0.0),
-    "modulator_field_alpha0": Tolerance(abs=0.0),
-    "modulator_null_space": Tolerance(abs=0.0),
-    "modulator_detach": Tolerance(abs=0.0),
-    "modulator_training_step": Tolerance(abs=0.0),
-    "modulator_alpha_sweep": Tolerance(abs=1e-9, rel=1e-6),
-    # Symmetry errors: ~1e-15 in float64; where the library computes in float32, ~1e-7.
-    "qk_gauge": Tolerance(abs=1e-5),
-    "vo_gauge": Tolerance(abs=1e-10),
-    "mlp_permutation": Tolerance(abs=1e-10),
-    "mlp_scaling": Tolerance(abs=1e-10),
-    "residual_rotation": Tolerance(abs=1e-5),
-    "reference_forward": Tolerance(abs=1e-5),
-    "module_call_census": Tolerance(abs=0.0),
-    # Representation geometry: deterministic forwards (abs), sampled ones within their CIs.
-    "digit_manifold": Tolerance(abs=1e-4),
-    "category_lift": Tolerance(abs=1e-4),
-    "layer_geometry": Tolerance(abs=1e-4),
-    "wordnet_path_spearman": Tolerance(abs=1e-4),
-    "wordnet_wup_spearman": Tolerance(abs=1e-4),
-    "wordnet_band_gradient": Tolerance(abs=1e-4),
-    "hypernym_decay": Tolerance(abs=1e-4),
-    "lexname_lift": Tolerance(abs=1e-4),
-    "wordnet_stability": Tolerance(abs=1e-4),
-    # The weights-only battery (terrain/battery.py): shares and ratios move little between
-    # checkpoints of one model; counts and exact claims not at all.
-    "weight_sparsity": Tolerance(abs=0.01),
-    "weight_sparsity_scale_free": Tolerance(abs=0.005),
-    "spectral_stable_rank": Tolerance(abs=0.01),
-    "spectral_participation_ratio": Tolerance(abs=0.01),
-    "spectral_condition_number": Tolerance(abs=0.01),  # log10 units
-    "qk_symmetric_balance": Tolerance(abs=0.01),
-    "qk_cross_attention_balance": Tolerance(abs=0.01),
-    "qk_residual_inertia": Tolerance(abs=0.0),
-    "qk_positive_mass": Tolerance(abs=0.01),
-    "mlp_dead_neurons": Tolerance(abs=0.005),
-    "mlp_dead_gates": Tolerance(abs=0.005),
-    "norm_gain_spread": Tolerance(abs=0.01),
-    "norm_gain_directions": Tolerance(abs=0.01),
-    "position_bias_mixed_heads": Tolerance(abs=0.05),
-    "weight_tying": Tolerance(abs=0.0),
-    "embedding_participation_ratio": Tolerance(abs=0.01),
-    # Sampled: within its interval; its exact companions (norms, cosine sd) to rounding,
-    # which moves with the summation order of the linear-algebra library.
-    "embedding_mean_cosine": Tolerance(abs=1e-9),
-    "crosslayer_corr_mlp": Tolerance(abs=0.01),
-    "layer_variation": Tolerance(abs=0.01),
-}
-FALLBACK_TOLERANCE = Tolerance(abs=1e-9, rel=1e-6)
-
-
-def tolerance_for(prop: str, overrides: Mapping[str, Tolerance]) -> Tolerance:
-    return overrides.get(prop) or DEFAULT_TOLERANCES.get(prop, FALLBACK_TOLERANCE)
 
 
 @dataclass(frozen=True)
@@ -129,6 +65,7 @@ class Comparison:
     status: Status
     rows: tuple[Row, ...] = ()
     message: str = ""
+    changed: str = ""  # what differs from the baseline's checkpoint or harness, in words
 
     def table(self) -> str:
         """key | baseline | new | difference | tolerance, failing rows marked."""
@@ -147,6 +84,7 @@ class Comparison:
             "baseline_of": self.baseline_of,
             "status": self.status,
             "message": self.message,
+            "changed": self.changed,
             "rows": [
                 {
                     "key": r.key,
@@ -178,15 +116,27 @@ def _slug(name: str) -> str:
 
 
 class BaselineStore:
-    def __init__(self, root: Path) -> None:
+    """Baselines recorded under `root`; read from `root`, else from the read-only
+    `fallbacks` (the baselines terrain ships for its own models file's entries)."""
+
+    def __init__(self, root: Path, fallbacks: Sequence[Path] = ()) -> None:
         self.root = root
+        self.fallbacks = tuple(fallbacks)
 
     def path(self, model: str, prop: str) -> Path:
+        """Where a baseline of (model, property) is recorded."""
         return self.root / _slug(model) / f"{prop}.json"
+
+    def find(self, model: str, prop: str) -> Path:
+        """Where it is read from: the recorded one, else a shipped one, else `path`."""
+        relative = Path(_slug(model)) / f"{prop}.json"
+        for folder in (self.root, *self.fallbacks):
+            if (folder / relative).is_file():
+                return folder / relative
+        return self.path(model, prop)
 
     def record(self, finding: Finding, provenance: Mapping[str, Any], tolerance: Tolerance) -> Path:
         path = self.path(finding.model, finding.property)
-        path.parent.mkdir(parents=True, exist_ok=True)
         document = {
             "baseline_format": BASELINE_FORMAT,
             "measure_version": finding.version,
@@ -202,11 +152,20 @@ class BaselineStore:
             "tolerance": {"abs": tolerance.abs, "rel": tolerance.rel},
             **provenance,
         }
-        path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        write_text(path, json.dumps(document, indent=1, sort_keys=True) + "\n")
         return path
 
-    def compare(self, finding: Finding, baseline_of: str, tolerance: Tolerance) -> Comparison:
-        path = self.path(baseline_of, finding.property)
+    def compare(
+        self,
+        finding: Finding,
+        baseline_of: str,
+        tolerance: Tolerance,
+        *,
+        fingerprint: str | None = None,
+    ) -> Comparison:
+        """The finding against its baseline; `fingerprint` (the checkpoint's) tells a
+        changed checkpoint from a changed harness."""
+        path = self.find(baseline_of, finding.property)
         ids = (finding.model, finding.property, baseline_of)
         if not path.is_file():
             return Comparison(*ids, status="missing", message=f"no baseline file {path}")
@@ -240,7 +199,33 @@ class BaselineStore:
                 text += f" + CI {slack:.3g}"
             rows.append(Row(key, old, new, text, ok))
         status: Status = "match" if all(r.ok for r in rows) else "regressed"
-        return Comparison(*ids, status=status, rows=tuple(rows), message=str(path))
+        changed = _what_changed(doc, finding, baseline_of, fingerprint)
+        return Comparison(*ids, status=status, rows=tuple(rows), message=str(path), changed=changed)
+
+
+def _what_changed(
+    doc: Mapping[str, Any], finding: Finding, baseline_of: str, fingerprint: str | None
+) -> str:
+    """Whether the checkpoint or the harness differs from the baseline's, in words."""
+    if baseline_of != finding.model:
+        return "checked with --baseline-of: the checkpoint is meant to differ"
+    old = doc.get("fingerprint")
+    if fingerprint is not None and isinstance(old, str) and old != fingerprint:
+        return (
+            f"the checkpoint changed: its fingerprint {fingerprint[:12]}… differs from the "
+            f"baseline's {old[:12]}…"
+        )
+    recorded = doc.get("packages")
+    packages: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
+    now = package_versions()
+    moved = sorted(k for k in now if k in packages and packages[k] != now[k])
+    env = (
+        "; packages differ: " + ", ".join(f"{k} {packages[k]} → {now[k]}" for k in moved)
+        if moved
+        else ""
+    )
+    same = "the same checkpoint" if isinstance(old, str) else "no recorded fingerprint"
+    return f"the harness changed: {same} (fingerprint {str(old)[:12]}…){env}"
 
 
 def _interval_slack(old: list[float] | None, finding: Finding) -> float:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from terrain.stats import Interval
 
 Verdict = Literal["pass", "fail", "no-expectation"]
-FINDINGS_SCHEMA_VERSION = 1
+FINDINGS_SCHEMA_VERSION = 2  # 2: verdict status fail/incomplete, summary, kind
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,8 @@ class NotApplicableError(TerrainError):
 
 
 Evaluate = Callable[["LoadedModel", Any], Evaluation]
+# The `evaluate` fixture a property test receives: it runs one declared property by name.
+PropertyCheck = Callable[[str], None]
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,10 @@ def select_models(config: ModelsConfig, requested: Sequence[str]) -> list[ModelS
         return chosen
     out: list[ModelSpec] = []
     for value in dict.fromkeys(requested):  # keep order, drop repeats
+        if not value.strip():
+            raise ConfigError("--model: an empty value; give a model name, a folder or a hub id")
+        if len(value) > 4096 or "\x00" in value:
+            raise ConfigError(f"--model {value[:60]!r}…: not a model name, folder or hub id")
         if value in config.models:
             out.append(config.models[value])
         elif _is_path_or_hub_id(value):

@@ -116,8 +116,10 @@ def forward_inputs(
         )
     # No cache: one forward needs none, and a window of a hybrid stack holding only
     # linear-attention blocks has no attention layer to size one by.
-    if config.get("is_encoder_decoder") or "use_cache" in config or (
-        isinstance(text, Mapping) and "use_cache" in text
+    if (
+        config.get("is_encoder_decoder")
+        or "use_cache" in config
+        or (isinstance(text, Mapping) and "use_cache" in text)
     ):
         inputs["use_cache"] = False
     return inputs

@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from terrain.errors import TerrainError
+from terrain.synthetic import default_cache_dir
 
 __all__ = [
     "DEFAULT_DIR",
@@ -53,8 +54,10 @@ __all__ = [
 ]
 
 ENV_VAR = "TERRAIN_WORDNET"
-DEFAULT_DIR = Path(__file__).resolve().parents[1] / ".wordnet"
-FIX = "run `make wordnet`"
+# In a project, the plugin points $TERRAIN_WORDNET at `.wordnet/` in the rootdir when it
+# exists; otherwise the corpus lives in terrain's cache folder.
+DEFAULT_DIR = default_cache_dir() / "wordnet"
+FIX = "run `python -m terrain.wordnet_setup` (in terrain's repository: `make wordnet`)"
 
 # The files NLTK's WordNetCorpusReader opens (its _FILES), all under <dir>/corpora/wordnet.
 REQUIRED_FILES = (
@@ -165,7 +168,7 @@ def data_dir() -> tuple[Path, str]:
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser(), f"${ENV_VAR}"
-    return DEFAULT_DIR, "the default, .wordnet/ in the repository root"
+    return DEFAULT_DIR, "the default, terrain's cache folder"
 
 
 def corpus_dir(root: Path) -> Path:

@@ -49,11 +49,33 @@ def git_commit(root: Path) -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
+def git_state(root: Path) -> tuple[str | None, bool | None]:
+    """(HEAD's commit, whether the tree differs from it: tracked changes or untracked files
+    that are not ignored); (None, None) outside a git checkout."""
+    commit = git_commit(root)
+    if commit is None:
+        return None, None
+    try:
+        done = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=normal"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return commit, None
+    return commit, bool(done.stdout.strip()) if done.returncode == 0 else None
+
+
 def environment(root: Path) -> dict[str, Any]:
+    commit, dirty = git_state(root)
     return {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": package_versions(),
-        "git_commit": git_commit(root),
+        "git_commit": commit,
+        "git_dirty": dirty,
     }

@@ -13,9 +13,10 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from terrain.atomic import write_text
 from terrain.report.html import expected_text, fmt, interval_text, null_text
 
-STATUSES = ("pass", "fail", "regressed", "measured", "not-applicable", "skipped", "error")
+STATUSES = ("pass", "fail", "regressed", "stale", "measured", "not-applicable", "skipped", "error")
 
 
 @dataclass(frozen=True)
@@ -95,5 +96,5 @@ def _test_order(findings: Sequence[Mapping[str, Any]]) -> Any:
 
 
 def write_page(path: Path, html: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
+    """Write the page atomically (terrain/atomic.py)."""
+    write_text(path, html)

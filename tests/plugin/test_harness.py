@@ -37,7 +37,7 @@ def _loads(harness: Harness) -> dict[str, dict[str, int]]:
 def test_each_model_is_loaded_once_per_run_under_xdist(harness: Harness) -> None:
     harness.models(TINY)
     result = harness.run("-n", "2")
-    result.assert_outcomes(passed=2, skipped=6)
+    result.assert_outcomes(passed=8)  # no band, no baseline compared: measured, passed
     loads = _loads(harness)
     assert set(loads) == {"tiny-bert", "tiny-t5"}
     for name, per_worker in loads.items():
@@ -48,18 +48,22 @@ def test_each_model_is_loaded_once_per_run_under_xdist(harness: Harness) -> None
 def test_load_counter_sees_repeated_loads(harness: Harness) -> None:
     """Negative control: without loadgroup, tests of one model spread over both workers."""
     harness.models(TINY)
-    harness.run("-n", "2", "--dist", "load").assert_outcomes(passed=2, skipped=6)
+    harness.run("-n", "2", "--dist", "load").assert_outcomes(passed=8)
     assert any(sum(w.values()) > 1 for w in _loads(harness).values())
 
 
 def test_findings_file_carries_values_nulls_and_provenance(harness: Harness) -> None:
     harness.models(TINY)
-    harness.run("--junitxml=reports/junit.xml").assert_outcomes(passed=2, skipped=6)
+    result = harness.run("--junitxml=reports/junit.xml")
+    result.assert_outcomes(passed=8)
+    result.stdout.fnmatch_lines(
+        ["terrain: 8 findings on 2 models: 2 within band, 0 match baseline, 6 measured*"]
+    )
     junit = ElementTree.parse(harness.pytester.path / "reports" / "junit.xml")
     values = {p.get("value") for p in junit.iter("property") if p.get("name") == "terrain.value"}
     assert len(values) >= 6  # every measured finding carries its value into the JUnit XML
     doc = harness.findings()
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2
     assert doc["environment"]["packages"]["torch"]
     assert {(f["model"], f["property"]) for f in doc["findings"]} == {
         (m, p)
@@ -86,7 +90,7 @@ def test_findings_file_carries_values_nulls_and_provenance(harness: Harness) -> 
         "exit_code": 0,
     }
     log = harness.test_log()
-    for column in ("Model", "Property", "Value", "Expected", "Null", "CI", "Verdict"):
+    for column in ("Model", "Property", "Value", "Expected", "Null", "CI", "Outcome"):
         assert f">{column}</th>" in log
     page = harness.page()
     assert '<h2 id="matrix">Findings matrix</h2>' in page
@@ -108,7 +112,7 @@ models:
 """
     )
     result = harness.run()
-    result.assert_outcomes(passed=1, failed=2, skipped=1)
+    result.assert_outcomes(passed=2, failed=2)
     result.stdout.re_match_lines(
         [
             r".*model 'tiny', property 'simplex_cv': CV of 4-simplex volumes of the token embedding = "
@@ -185,7 +189,7 @@ def test_broken_models_fail_alone_and_the_rest_is_reported(
     )
     result = harness.run()
     outcomes = result.parseoutcomes()
-    assert outcomes["passed"] == 1  # good: crosslayer; the other three have no band (skipped)
+    assert outcomes["passed"] == 5  # good: all four; nan: simplex_cv (its NaN is in a Q tensor)
     doc = harness.findings()
     assert {f["model"] for f in doc["findings"]} == {"good", "nan"}
     nan_findings = {f["property"] for f in doc["findings"] if f["model"] == "nan"}
@@ -211,7 +215,7 @@ def test_strings_from_models_are_escaped_in_the_report(harness: Harness) -> None
     harness.models(
         'models:\n  "<script>alert(1)</script>":\n    source: synthetic:bert-tiny\n    default: true\n'
     )
-    harness.run().assert_outcomes(passed=1, skipped=3)
+    harness.run().assert_outcomes(passed=4)
     for html in (harness.page(), harness.test_log()):
         assert "<script>alert(1)</script>" not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html

@@ -128,9 +128,11 @@ class Project:
 
 @pytest.fixture
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Project:
-    pytester.makeconftest('pytest_plugins = ["plugins.progress"]')
+    pytester.makeconftest('pytest_plugins = ["terrain.plugins.progress"]')
     pytester.makepyfile(test_work=WORK)
-    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\nfilterwarnings = error\n")
+    pytester.makeini(
+        "[pytest]\naddopts = -p no:cacheprovider -p no:terrain\nfilterwarnings = error\n"
+    )
     tmp = pytester.mkdir("tmp")
     # The code under test is this checkout's, whatever the environment installed.
     monkeypatch.setenv("PYTHONPATH", str(REPO))

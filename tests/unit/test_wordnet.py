@@ -1,4 +1,4 @@
-"""Unit tests of terrain.wordnet and scripts/setup_wordnet.py.
+"""Unit tests of terrain.wordnet and terrain.wordnet_setup.
 
 Tests that need the WordNet corpus skip, with the fix, when it is not installed (run
 `make wordnet`); the similarity matrices are checked value for value against NLTK itself.
@@ -6,7 +6,7 @@ Tests that need the WordNet corpus skip, with the fix, when it is not installed 
 
 from __future__ import annotations
 
-import importlib.util
+import re
 import shutil
 from pathlib import Path
 from types import ModuleType
@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from terrain.wordnet import (
+    DEFAULT_DIR,
     ENV_VAR,
     FIX,
     LEXNAMES,
@@ -46,14 +47,9 @@ def wn() -> Any:
 
 
 def _setup_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "setup_wordnet", REPO / "scripts" / "setup_wordnet.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import terrain.wordnet_setup
+
+    return terrain.wordnet_setup
 
 
 # --- lexnames -------------------------------------------------------------------------
@@ -115,7 +111,9 @@ def test_missing_corpus_names_the_fix(tmp_path: Path) -> None:
     assert "WordNet corpus missing" in reason
     assert FIX in reason
     assert "make wordnet" in FIX
-    with pytest.raises(WordNetMissingError, match="run `make wordnet`"):
+    with pytest.raises(
+        WordNetMissingError, match=re.escape("run `python -m terrain.wordnet_setup`")
+    ):
         load_wordnet(tmp_path)
 
 
@@ -136,7 +134,7 @@ def test_env_var_chooses_the_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert data_dir() == (tmp_path, f"${ENV_VAR}")
     assert f"${ENV_VAR}" in (missing_reason() or "")
     monkeypatch.delenv(ENV_VAR)
-    assert data_dir()[0] == REPO / ".wordnet"
+    assert data_dir()[0] == DEFAULT_DIR
 
 
 def test_wordnet_properties_skip_with_the_fix_when_the_corpus_is_absent(
@@ -168,7 +166,7 @@ def test_wordnet_properties_skip_with_the_fix_when_the_corpus_is_absent(
         "-rs", timeout=300,
     )  # fmt: skip
     result.assert_outcomes(skipped=2)
-    result.stdout.fnmatch_lines(["*WordNet corpus missing*run `make wordnet`*"])
+    result.stdout.fnmatch_lines(["*WordNet corpus missing*run `python -m terrain.wordnet_setup`*"])
 
 
 # --- samples and similarities (need the corpus) -------------------------------------------

@@ -1,10 +1,11 @@
 """Install the WordNet 3.0 corpus where terrain (and NLTK) look for it. Idempotent.
 
-    python scripts/setup_wordnet.py [--target DIR] [--source auto|nltk|debian] [--debian-dir DIR]
+    python -m terrain.wordnet_setup [--target DIR] [--source auto|nltk|debian] [--debian-dir DIR]
 
-Target: DIR/corpora/wordnet, DIR defaulting to $TERRAIN_WORDNET or `.wordnet/` in the
-repository root (git-ignored). terrain puts DIR on `nltk.data.path` itself; other NLTK
-code finds it with NLTK_DATA=DIR.
+Target: DIR/corpora/wordnet, DIR defaulting to $TERRAIN_WORDNET, else terrain's cache
+folder (terrain.wordnet.data_dir). In a project, `.wordnet/` in the pytest rootdir is
+used when it exists (terrain's repository installs there: `make wordnet`). terrain puts
+DIR on `nltk.data.path` itself; other NLTK code finds it with NLTK_DATA=DIR.
 
 Sources, in the order `auto` tries them:
 - nltk: `nltk.download("wordnet", download_dir=DIR)`, when the network allows;
@@ -27,10 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from terrain.wordnet import (  # noqa: E402  (after the path set-up: runs from a clean clone)
+from terrain.wordnet import (
     ENV_VAR,
     LEXNAMES,
     REQUIRED_FILES,

@@ -1,0 +1,42 @@
+"""Files written whole or not at all: a temporary file beside the target, then a rename.
+
+A reader (or a run killed mid-write) sees either the previous complete file or the new
+complete file, never a truncated one: the data goes to a temporary file in the target's
+own folder (so the rename stays on one file system), is flushed to disk, and
+`os.replace` puts it in place in one step.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from terrain.errors import TerrainError
+
+
+class OutputError(TerrainError):
+    """An output file cannot be written (the message names the file and why)."""
+
+
+def write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically, creating its folder."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise OutputError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
