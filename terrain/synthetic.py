@@ -97,8 +97,8 @@ def _build(config: Mapping[str, Any], seed: int, out: Path, label: str) -> None:
     if not isinstance(model_type, str):
         raise SourceError(f"synthetic model {label!r}: config has no 'model_type'")
     if model_type == "open_clip":  # not a transformers model: tensors written by name
-        from terrain.anatomy.open_clip import write_random_init
         from terrain.errors import AnatomyError
+        from terrain.families.open_clip import write_random_init
 
         try:
             write_random_init({"model_type": model_type, **clean}, seed, out, label)

@@ -121,7 +121,7 @@ def initialised_module(config: Mapping[str, Any], seed: int, label: str) -> Any:
     import transformers
 
     if config.get("model_type") == "open_clip":
-        from terrain.anatomy.open_clip import OpenClipLayout
+        from terrain.families.open_clip import OpenClipLayout
 
         torch.manual_seed(seed)
         return OpenClipLayout(config, name=label)
