@@ -253,6 +253,14 @@ def family_for_config(model_name: str, config: Mapping[str, Any]) -> Family:
     )
 
 
+def named_layout(config: Mapping[str, Any]) -> NamedLayout | None:
+    """How a config's tensors are laid out by name when its family has no transformers
+    module (open_clip); None when transformers builds it (or no family reads it)."""
+    family = family_of_type(config.get("model_type"))
+    module = None if family is None else family.module
+    return module if isinstance(module, NamedLayout) else None
+
+
 def providing(capability: str) -> list[str]:
     """Names of the families whose `capability` field is not Absent."""
     return [f.name for f in families() if not isinstance(getattr(f, capability), Absent)]
