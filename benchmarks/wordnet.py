@@ -49,9 +49,9 @@ import torch
 from scipy import stats
 
 from terrain.config import load_models
-from terrain.property import declarations
 from terrain.measures.relational import relational_alignment, sample_pairs, seed_stability
 from terrain.model import LoadedModel, load_model
+from terrain.property import declarations
 from terrain.sources import SourceContext
 from terrain.synthetic import default_cache_dir
 from terrain.text_encoding import (

@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 def load_models(path: Path):  # type: ignore[no-untyped-def]
     return _load(path, declarations())
 
+
 VALID = """
 models:
   a:
@@ -128,10 +129,10 @@ def test_valid_file_is_frozen_and_defaults_apply(tmp_path: Path) -> None:
     assert spec.trust_remote_code is False
     simplex = spec.expectation("simplex_cv")
     assert simplex is not None
-    assert simplex.n_simplices == 1000  # type: ignore[attr-defined]
+    assert simplex.n_simplices == 1000
     assert spec.expectation("crosslayer_corr") is None  # its default bound applies
     with pytest.raises(Exception, match="frozen"):
-        spec.source = "other"  # type: ignore[misc]
+        spec.source = "other"
 
 
 def test_shipped_models_file_is_valid() -> None:
