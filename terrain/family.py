@@ -117,9 +117,10 @@ def per_type(model_types: tuple[str, ...], value: T | Absent) -> dict[str, T | A
     return dict.fromkeys(model_types, value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Family:
-    """All terrain knows about one architecture (see the module docstring)."""
+    """All terrain knows about one architecture (see the module docstring). One object per
+    family: compared and hashed by identity."""
 
     name: str
     model_types: tuple[str, ...]
