@@ -254,6 +254,17 @@ def family_for_config(model_name: str, config: Mapping[str, Any]) -> Family:
     )
 
 
+def require(
+    value: T | Absent | None, error: Callable[[str], Exception], what: str, known: str = ""
+) -> T:
+    """A declared capability, or `error` saying `what` is missing, why (an Absent one's
+    reason; nothing more for a family or model_type no family reads), then `known`."""
+    if value is None or isinstance(value, Absent):
+        why = f": {value.reason}" if isinstance(value, Absent) else ""
+        raise error(f"{what}{why}{known}")
+    return value
+
+
 def named_layout(config: Mapping[str, Any]) -> NamedLayout | None:
     """How a config's tensors are laid out by name when its family has no transformers
     module (open_clip); None when transformers builds it (or no family reads it)."""

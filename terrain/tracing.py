@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from terrain.errors import TerrainError
-from terrain.family import Absent, family_of_type
+from terrain.family import family_of_type, require
 
 # Leaf modules that are the identity in eval mode: left out of the census, because how
 # many dropout sites a module has is an implementation detail, not an architectural fact.
@@ -210,13 +210,11 @@ def predicted_census(config: Mapping[str, Any]) -> dict[str, int]:
     archs = config.get("architectures") or []
     architecture = str(archs[0]) if archs else "AutoModel"
     family = family_of_type(model_type)
-    if family is None:
-        raise NotPredictedError(f"no census prediction for model_type {model_type!r}")
-    predict = family.census_for(model_type)
-    if isinstance(predict, Absent):
-        raise NotPredictedError(
-            f"no census prediction for model_type {model_type!r}: {predict.reason}"
-        )
+    predict = require(
+        None if family is None else family.census_for(model_type),
+        NotPredictedError,
+        f"no census prediction for model_type {model_type!r}",
+    )
     counts = predict(config, architecture)
     return dict(sorted((k, v) for k, v in counts.items() if v))
 

@@ -35,7 +35,7 @@ from safetensors.torch import save_file
 from terrain.anatomy import Anatomy, TensorRole, build_anatomy
 from terrain.checkpoint import Checkpoint
 from terrain.errors import TerrainError
-from terrain.family import Absent, StackCount, family_of_type
+from terrain.family import StackCount, family_of_type, require
 from terrain.null.init_source import config_key
 
 # Up to this many parameters a forward property runs the whole model (BERT-base's 110M in
@@ -58,10 +58,11 @@ def stack_counts(config: Mapping[str, Any]) -> dict[str, StackCount]:
     """Anatomy stack -> where the config counts its blocks, as its family declares it."""
     model_type = config.get("model_type")
     family = family_of_type(model_type)
-    counts = None if family is None else family.counts_for(str(model_type))
-    if counts is None or isinstance(counts, Absent):
-        why = f": {counts.reason}" if isinstance(counts, Absent) else ""
-        raise NotWindowableError(f"no block counts known for model_type {model_type!r}{why}")
+    counts = require(
+        None if family is None else family.counts_for(str(model_type)),
+        NotWindowableError,
+        f"no block counts known for model_type {model_type!r}",
+    )
     return dict(counts)
 
 

@@ -20,7 +20,7 @@ import torch
 from terrain.anatomy import Anatomy
 from terrain.anatomy.base import TensorRole
 from terrain.errors import TerrainError
-from terrain.family import Absent, find_family, providing
+from terrain.family import find_family, providing, require
 from terrain.suggest import known
 from terrain.tracing import capture_blocks, resolve_name, saved_names
 
@@ -85,14 +85,12 @@ def reference_families() -> list[str]:
 
 def family_reference(anatomy: Anatomy) -> FamilyReference:
     family = find_family(anatomy.family)
-    entry = None if family is None else family.reference
-    if entry is None or isinstance(entry, Absent):
-        why = f": {entry.reason}" if isinstance(entry, Absent) else ""
-        raise NotReproducedError(
-            f"no reference forward for family {anatomy.family!r}{why} "
-            f"(written: {known(reference_families())})"
-        )
-    return entry
+    return require(
+        None if family is None else family.reference,
+        NotReproducedError,
+        f"no reference forward for family {anatomy.family!r}",
+        f" (written: {known(reference_families())})",
+    )
 
 
 def read(

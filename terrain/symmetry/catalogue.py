@@ -15,7 +15,7 @@ from typing import Any
 from terrain.anatomy import Anatomy
 from terrain.anatomy.base import TensorRole
 from terrain.errors import TerrainError
-from terrain.family import Absent, find_family, providing
+from terrain.family import find_family, providing, require
 from terrain.suggest import known
 from terrain.symmetry.attention import QK, VO, qk_gauge, vo_gauge
 from terrain.symmetry.groups import RotaryPairs
@@ -48,13 +48,12 @@ def catalogued_families() -> list[str]:
 def describe(anatomy: Anatomy, config: Mapping[str, Any], weights: Weights) -> Architecture:
     """The checkpoint as layouts, by its family's describer (terrain/families/)."""
     family = find_family(anatomy.family)
-    fn = None if family is None else family.symmetry
-    if fn is None or isinstance(fn, Absent):
-        why = f": {fn.reason}" if isinstance(fn, Absent) else ""
-        raise NotCataloguedError(
-            f"no symmetry catalogue entry for family {anatomy.family!r}{why} "
-            f"(catalogued: {known(catalogued_families())})"
-        )
+    fn = require(
+        None if family is None else family.symmetry,
+        NotCataloguedError,
+        f"no symmetry catalogue entry for family {anatomy.family!r}",
+        f" (catalogued: {known(catalogued_families())})",
+    )
     return fn(anatomy, config, weights)
 
 
