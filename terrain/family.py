@@ -5,8 +5,8 @@ declaration holds the anatomy adapter (tensor rules, roles, dimensions), where i
 sit and what it adds to a stored gain, where a config counts each stack's blocks, the
 per-tower head layout, the symmetry describer, the reference forward, the call-census
 prediction, the text convention and whether transformers can build its module. A
-capability the family lacks is `Absent(reason)`, never left out: the reason is what a
-reader (and a not-applicable finding) is told.
+capability the family lacks is `Absent(reason)`, never left out: the lookups' errors and
+docs/families.md say the reason.
 
 Capabilities that differ between the model_types of one family (the call census, the
 block counts, the text convention) are tables with one entry per model_type, each a value
@@ -76,8 +76,6 @@ class TransformersModule:
     """transformers builds the module: `AutoConfig.for_model(model_type)`, then the class
     named by `architectures[0]` of config.json (else `AutoModel.from_config`)."""
 
-    note: str = ""
-
 
 @dataclass(frozen=True)
 class StackCount:
@@ -141,8 +139,10 @@ class Family:
             value = getattr(self, f.name)
             if value is None:
                 raise ValueError(f"family {self.name!r}: {f.name} is neither given nor Absent")
-            if isinstance(value, Mapping) and f.name in _PER_TYPE:
-                missing = [t for t in self.model_types if t not in value]
+            if f.name in _PER_TYPE:
+                if not isinstance(value, Mapping):
+                    raise ValueError(f"family {self.name!r}: {f.name} is not a model_type table")
+                missing = [t for t in self.model_types if value.get(t) is None]
                 extra = [t for t in value if t not in self.model_types]
                 if missing or extra:
                     raise ValueError(

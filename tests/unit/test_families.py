@@ -160,6 +160,10 @@ def test_a_declaration_leaving_out_a_model_type_or_a_reason_is_refused() -> None
         _family("x", ("a", "b"), census={"a": Absent("not written")})
     with pytest.raises(ValueError, match=r"text must have one entry per model_type"):
         _family("x", ("a",), text={"a": Absent("no"), "z": Absent("no")})
+    with pytest.raises(ValueError, match=r"census is not a model_type table"):
+        _family("x", ("a",), census=Absent("not written"))
+    with pytest.raises(ValueError, match=r"stack_counts must have one entry per model_type"):
+        _family("x", ("a",), stack_counts={"a": None})
     with pytest.raises(ValueError, match="needs its reason"):
         Absent("  ")
     with pytest.raises(ValueError, match="symmetry is neither given nor Absent"):
