@@ -20,6 +20,7 @@ from typing import Any
 from filelock import FileLock
 
 from terrain.errors import SourceError
+from terrain.family import named_layout
 
 PROVENANCE_FILE = "terrain_synthetic.json"
 # Bump when the way replicas are built changes, so that old caches are not reused.
@@ -96,12 +97,12 @@ def _build(config: Mapping[str, Any], seed: int, out: Path, label: str) -> None:
     model_type = clean.pop("model_type", None)
     if not isinstance(model_type, str):
         raise SourceError(f"synthetic model {label!r}: config has no 'model_type'")
-    if model_type == "open_clip":  # not a transformers model: tensors written by name
-        from terrain.anatomy.open_clip import write_random_init
+    layout = named_layout(config)
+    if layout is not None:  # not a transformers model: tensors written by name
         from terrain.errors import AnatomyError
 
         try:
-            write_random_init({"model_type": model_type, **clean}, seed, out, label)
+            layout.write_random_init({"model_type": model_type, **clean}, seed, out, label)
         except AnatomyError as e:
             raise SourceError(f"synthetic model {label!r}: {e}") from None
     else:

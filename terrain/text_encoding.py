@@ -4,11 +4,13 @@ per-layer hidden states, with a cache keyed by the checkpoint's fingerprint.
 Which stack. Encoder-decoder models (T5) are read through their encoder, as the research
 did; encoder-only and decoder-only models through the module itself; a model whose config
 has a text sub-model (CLIP) through that. Models without a tokenizer (vision models,
-random-init replicas) are not applicable: `NotApplicableError` says why.
+random-init replicas) and model_types whose family declares no text convention (DINOv2,
+CLIP's vision tower) are not applicable: `NotApplicableError` says why.
 
-Prompt. Each family's documented prompt wraps every text: T5-style models get
-`summarize: {text}` (the research's input for definitions), every other model the plain
-text (`{text}`); see `PROMPTS`.
+Prompt. Each family's text convention (`Family.text`, terrain/families/) gives the prompt
+that wraps every text: T5-style models get `summarize: {text}` (the research's input for
+definitions), every other model the plain text (`{text}`), as does a model_type no family
+reads.
 
 Pooling. The representation of a text is the mean of the last hidden states over its real
 tokens, special tokens included ([CLS]/[SEP], </s>): exactly the positions where the
@@ -37,9 +39,9 @@ import numpy as np
 import torch
 
 from terrain.errors import TerrainError
+from terrain.family import Absent, family_of_type
 
 __all__ = [
-    "PROMPTS",
     "LayerStates",
     "NotApplicableError",
     "RepresentationCache",
@@ -55,18 +57,9 @@ __all__ = [
     "tokenize",
 ]
 
-PROMPTS: Mapping[str, str] = {
-    "t5": "summarize: {}",
-    "mt5": "summarize: {}",
-    "umt5": "summarize: {}",
-    "longt5": "summarize: {}",
-}
-"""model_type -> prompt template; any other model_type reads the plain text."""
-
 DEFAULT_BATCH = 64
 DEFAULT_MAX_LENGTH = 128
 _POOLING = "mean-over-attention-mask/v1"
-_VISION_ONLY = ("vision", "dinov2", "vit", "clip_vision_model", "siglip_vision_model")
 
 
 class NotApplicableError(TerrainError):
@@ -74,8 +67,16 @@ class NotApplicableError(TerrainError):
 
 
 def prompt_for(config: Mapping[str, Any]) -> str:
-    """The prompt template of a checkpoint's family (see PROMPTS)."""
-    return PROMPTS.get(str(config.get("model_type", "")), "{}")
+    """The prompt template of a checkpoint's family (its text convention); the plain text
+    for a model_type no family reads."""
+    model_type = str(config.get("model_type", ""))
+    family = family_of_type(model_type)
+    if family is None:
+        return "{}"
+    text = family.text_for(model_type)
+    if isinstance(text, Absent):
+        raise NotApplicableError(f"model_type {model_type!r} reads no text: {text.reason}")
+    return text.prompt
 
 
 def require_tokenizer(tokenizer: Any, model_name: str) -> Any:
@@ -103,7 +104,8 @@ def text_stack(module: Any, model_name: str = "model") -> Any:
     """The part of `module` that maps input_ids to hidden states."""
     config = getattr(module, "config", None)
     model_type = str(getattr(config, "model_type", ""))
-    if any(model_type.endswith(v) or model_type == v for v in _VISION_ONLY):
+    family = family_of_type(model_type)
+    if family is not None and isinstance(family.text_for(model_type), Absent):
         raise NotApplicableError(f"model {model_name!r} ({model_type}) has no text stack")
     if getattr(config, "is_encoder_decoder", False) and hasattr(module, "get_encoder"):
         return module.get_encoder()

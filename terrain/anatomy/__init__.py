@@ -1,6 +1,7 @@
-"""Family adapters: checkpoint tensor names -> canonical roles.
+"""Checkpoint tensor names -> canonical roles, by the adapter of each family.
 
-Importing this package registers every adapter.
+The adapters are declared with their families (terrain/families/, `Family.anatomy`);
+this package holds what they share (base, config_fields, meta) and `build_anatomy`.
 """
 
 from __future__ import annotations
@@ -8,20 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from terrain.anatomy import (  # noqa: F401  (registration side effect)
-    bert,
-    clip,
-    dinov2,
-    gpt2,
-    llama,
-    olmo3,
-    open_clip,
-    qwen3,
-    qwen3_5,
-    t5,
-)
 from terrain.anatomy.base import Anatomy, TensorRole, TensorSource
-from terrain.anatomy.registry import family_for_config, family_names, get_family
+from terrain.family import family_for_config, family_names, get_family
 
 
 def build_anatomy(
@@ -29,7 +18,7 @@ def build_anatomy(
 ) -> Anatomy:
     """Map every tensor of `source` to a role, with the named family or the config's model_type."""
     chosen = get_family(family) if family else family_for_config(source.name, config)
-    return chosen.build(source, config)
+    return chosen.anatomy(source, config)
 
 
 __all__ = ["Anatomy", "TensorRole", "TensorSource", "build_anatomy", "family_names"]

@@ -4,7 +4,8 @@ The model is built on PyTorch's meta device (`with torch.device("meta"): cls(con
 so every parameter has a shape and no storage; a 7B model takes well under a second.
 The tensor names are those `save_pretrained` writes (tied copies dropped, transformers'
 checkpoint-format renames reverted), so the census equals the census of a real
-checkpoint of that config. open_clip configs are laid out by `terrain.anatomy.open_clip`.
+checkpoint of that config. A family without a transformers module lays its tensors out by
+name (`NamedLayout`: open_clip).
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ from typing import Any
 import torch
 
 from terrain.anatomy.base import Anatomy
-from terrain.anatomy.open_clip import MODEL_TYPE as OPEN_CLIP
-from terrain.anatomy.open_clip import OpenClipLayout
-from terrain.anatomy.registry import family_for_config, get_family
 from terrain.errors import AnatomyError, CheckpointError
+from terrain.family import family_for_config, get_family, named_layout
 
 # Config keys that say where a checkpoint came from, not what it computes.
 _PROVENANCE_KEYS = ("_name_or_path", "transformers_version", "torch_dtype", "dtype", "_commit_hash")
@@ -58,10 +57,11 @@ def _on_meta(
     model_type = config.get("model_type")
     if not isinstance(model_type, str):
         raise AnatomyError(f"model {name!r}: config has no 'model_type' string")
-    if model_type == OPEN_CLIP:
+    layout = named_layout(config)
+    if layout is not None:
         with torch.device("meta"):
-            layout = OpenClipLayout(config, name=name)
-        return {k: tuple(v.shape) for k, v in layout.state_dict().items()}, config
+            laid_out = layout.module(config, name)
+        return {k: tuple(v.shape) for k, v in laid_out.state_dict().items()}, config
     import transformers
 
     clean = {k: v for k, v in config.items() if k not in (*_PROVENANCE_KEYS, "model_type")}
@@ -104,7 +104,7 @@ def anatomy_from_config(
     """The Anatomy of a checkpoint of `config`, from shapes alone; its reads raise."""
     chosen = get_family(family) if family else family_for_config(name, config)
     shapes, completed = _on_meta(config, name)
-    return chosen.build(MetaSource(name, shapes), completed)
+    return chosen.anatomy(MetaSource(name, shapes), completed)
 
 
 def census_from_config(

@@ -22,6 +22,7 @@ import torch
 
 from terrain.baselines import Tolerance
 from terrain.findings import Expected, Finding, Null
+from terrain.forward.runner import no_module
 from terrain.modulators import FieldModulator, FieldModulatorConfig, LerpModulator
 from terrain.modulators.attach import default_stack
 from terrain.modulators.probe import (
@@ -63,8 +64,9 @@ Measured = tuple[float, float, dict[str, Any]]  # value, negative control, detai
 
 def _cases(model: LoadedModel, first_only: bool = False) -> Iterator[Case]:
     """(module in float64, anatomy, inputs, case) of each forward case."""
-    if model.anatomy.family == "open_clip":
-        raise NotApplicableError("the open_clip layout has no transformers module to run")
+    why = no_module(model.anatomy.family)
+    if why is not None:
+        raise NotApplicableError(why)
     runner = model.forward()
     for case in runner.cases():
         yield runner.module(case), runner.anatomy(case), case.inputs, case

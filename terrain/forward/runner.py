@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from terrain.errors import TerrainError
+from terrain.family import Absent, get_family
 from terrain.forward.window import (
     WHOLE_MODEL_PARAMETERS,
     NotWindowableError,
@@ -123,10 +124,9 @@ class ForwardRunner:
     ) -> Iterator[ForwardCase]:
         """Every case in turn (a window is written to the cache the first time)."""
         model = self.model
-        if model.anatomy.family == "open_clip":
-            raise NotApplicableError(
-                f"model {model.name!r}: the open_clip layout has no transformers module to run"
-            )
+        why = no_module(model.anatomy.family)
+        if why is not None:
+            raise NotApplicableError(f"model {model.name!r}: {why}")
         plans = self.plans(pairs=pairs)
         with Tracker(model.name, "forward windows", total=len(plans), unit="windows") as tracker:
             for plan in plans:
@@ -199,6 +199,14 @@ class ForwardRunner:
         if self._held is not None:
             self._held[1].to("meta")
             self._held = None
+
+
+def no_module(family: str) -> str | None:
+    """Why a family has no module for a forward property to run (None: transformers builds
+    one), from its declaration (`Family.module`)."""
+    if isinstance(get_family(family).module, Absent):
+        return f"the {family} layout has no transformers module to run"
+    return None
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -35,6 +35,7 @@ from safetensors.torch import save_file
 from terrain.anatomy import Anatomy, TensorRole, build_anatomy
 from terrain.checkpoint import Checkpoint
 from terrain.errors import TerrainError
+from terrain.family import StackCount, family_of_type, require
 from terrain.null.init_source import config_key
 
 # Up to this many parameters a forward property runs the whole model (BERT-base's 110M in
@@ -53,41 +54,16 @@ class NotWindowableError(TerrainError):
     """The model's layout cannot be cut into windows (the message says why)."""
 
 
-@dataclass(frozen=True)
-class StackCount:
-    """Where a config holds one stack's number of blocks (and its layer types)."""
-
-    section: str | None  # None: the config's top level; else e.g. "text_config"
-    key: str
-
-
 def stack_counts(config: Mapping[str, Any]) -> dict[str, StackCount]:
-    """Anatomy stack -> where the config counts its blocks."""
+    """Anatomy stack -> where the config counts its blocks, as its family declares it."""
     model_type = config.get("model_type")
-    if model_type == "t5" or model_type in ("mt5", "umt5"):
-        return {
-            "encoder": StackCount(None, "num_layers"),
-            "decoder": StackCount(None, "num_decoder_layers"),
-        }
-    if model_type == "qwen3_5":
-        return {
-            "decoder": StackCount("text_config", "num_hidden_layers"),
-            "vision": StackCount("vision_config", "depth"),
-        }
-    if model_type == "clip":
-        return {
-            "vision": StackCount("vision_config", "num_hidden_layers"),
-            "text": StackCount("text_config", "num_hidden_layers"),
-        }
-    if model_type == "gpt2":
-        return {"decoder": StackCount(None, "n_layer")}
-    if model_type in ("bert", "dinov2"):
-        return {"encoder": StackCount(None, "num_hidden_layers")}
-    if model_type == "clip_vision_model":
-        return {"vision": StackCount(None, "num_hidden_layers")}
-    if model_type in ("llama", "qwen3", "olmo3"):
-        return {"decoder": StackCount(None, "num_hidden_layers")}
-    raise NotWindowableError(f"no block counts known for model_type {model_type!r}")
+    family = family_of_type(model_type)
+    counts = require(
+        None if family is None else family.counts_for(str(model_type)),
+        NotWindowableError,
+        f"no block counts known for model_type {model_type!r}",
+    )
+    return dict(counts)
 
 
 def _section(config: Mapping[str, Any], where: StackCount) -> Mapping[str, Any]:

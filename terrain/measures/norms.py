@@ -23,21 +23,12 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from terrain.family import get_family
 from terrain.measures.crosslayer import cosine_matrix
 
 HIGH = 1.5
 LOW = 0.5
 NEAR_ONE = (0.8, 1.2)
-
-# Families that store an RMS gain as an offset from 1 (the norm multiplies by 1 + w):
-# Qwen3.5's Qwen3_5RMSNorm (every norm of the text decoder but the gated norm of the
-# linear-attention layers). The effective gain is offset + stored value.
-_OFFSET_ROLES = {
-    "qwen3_5": {
-        ("decoder", role): 1.0
-        for role in ("norm_attn", "norm_mlp", "norm_final", "q_norm", "k_norm")
-    }
-}
 
 
 def is_gain_role(role: str) -> bool:
@@ -46,8 +37,10 @@ def is_gain_role(role: str) -> bool:
 
 
 def gain_offset(family: str, stack: str, role: str) -> float:
-    """What the model adds to the stored weight to get the gain it multiplies by."""
-    return _OFFSET_ROLES.get(family, {}).get((stack, role), 0.0)
+    """What the model adds to the stored weight to get the gain it multiplies by, as the
+    family declares it (`Family.norms`; e.g. Qwen3.5's Qwen3_5RMSNorm multiplies by 1 + w).
+    The effective gain is offset + stored value."""
+    return get_family(family).norms.offset(stack, role)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ import torch
 from terrain.anatomy import Anatomy, build_anatomy
 from terrain.battery import BatteryResult, StreamOptions, run_battery
 from terrain.errors import SourceError
+from terrain.family import named_layout
 from terrain.null.init_source import InitSource, build_meta_model, config_key, derived_seed
 from terrain.null.truncate import truncated_config
 from terrain.workpool import MemoryBudget
@@ -120,11 +121,10 @@ def initialised_module(config: Mapping[str, Any], seed: int, label: str) -> Any:
     """The whole random-init model of `config`, as `from_config` makes it under `seed`."""
     import transformers
 
-    if config.get("model_type") == "open_clip":
-        from terrain.anatomy.open_clip import OpenClipLayout
-
+    layout = named_layout(config)
+    if layout is not None:
         torch.manual_seed(seed)
-        return OpenClipLayout(config, name=label)
+        return layout.module(config, label)
     model = build_meta_model(config, label)  # validates the config cheaply first
     del model
     clean = {k: v for k, v in config.items() if k != "model_type"}

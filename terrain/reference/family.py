@@ -1,8 +1,9 @@
 """Reference forwards by family, and the comparison with the library module.
 
-A family entry says where its blocks are (anatomy stack and layer, and the library's
-module path of the block), computes a block's output from its input using only the
-anatomy's roles and `ops`, and computes each stack's embeddings from the token ids.
+A family's reference (`Family.reference`, declared in terrain/families/) says where its
+blocks are (anatomy stack and layer, and the library's module path of the block),
+computes a block's output from its input using only the anatomy's roles and `ops`, and
+computes each stack's embeddings from the token ids.
 `reproduce` runs the library module once with hooks on every block and compares:
 each block from the library's own input, each stack's embeddings, and each stack chained
 from the reference embeddings through every reference block.
@@ -19,6 +20,7 @@ import torch
 from terrain.anatomy import Anatomy
 from terrain.anatomy.base import TensorRole
 from terrain.errors import TerrainError
+from terrain.family import find_family, providing, require
 from terrain.suggest import known
 from terrain.tracing import capture_blocks, resolve_name, saved_names
 
@@ -67,7 +69,8 @@ EmbedFn = Callable[[Anatomy, str, Context], torch.Tensor]
 
 @dataclass(frozen=True)
 class FamilyReference:
-    family: str
+    """A family's reference forward (`Family.reference`, terrain/families/)."""
+
     stacks: Callable[[Anatomy], Sequence[str]]
     block: BlockFn
     embeddings: EmbedFn
@@ -75,27 +78,19 @@ class FamilyReference:
     locator: str = "q"
 
 
-_FAMILIES: dict[str, FamilyReference] = {}
-
-
-def register(entry: FamilyReference) -> FamilyReference:
-    if entry.family in _FAMILIES:
-        raise ValueError(f"family {entry.family!r} already has a reference forward")
-    _FAMILIES[entry.family] = entry
-    return entry
-
-
 def reference_families() -> list[str]:
-    return sorted(_FAMILIES)
+    """The families that declare a reference forward."""
+    return providing("reference")
 
 
 def family_reference(anatomy: Anatomy) -> FamilyReference:
-    entry = _FAMILIES.get(anatomy.family)
-    if entry is None:
-        raise NotReproducedError(
-            f"no reference forward for family {anatomy.family!r} (written: {known(_FAMILIES)})"
-        )
-    return entry
+    family = find_family(anatomy.family)
+    return require(
+        None if family is None else family.reference,
+        NotReproducedError,
+        f"no reference forward for family {anatomy.family!r}",
+        f" (written: {known(reference_families())})",
+    )
 
 
 def read(

@@ -31,9 +31,11 @@ def property_table(properties: Iterable[Property]) -> str:
     return "\n".join([START, HEADER, *rows, END])
 
 
-def replace_table(readme: str, table: str) -> str:
-    """The README with its marked table replaced (ValueError when the markers are absent)."""
-    start, end = readme.find(START), readme.find(END)
+def replace_table(readme: str, table: str, markers: tuple[str, str] = (START, END)) -> str:
+    """The document with its marked table replaced (ValueError when the markers are absent);
+    `markers`: the table's first and last lines (the README's property table by default)."""
+    first, last = markers
+    start, end = readme.find(first), readme.find(last)
     if start < 0 or end < start:
-        raise ValueError(f"the README has no {START!r} … {END!r} markers")
-    return readme[:start] + table + readme[end + len(END) :]
+        raise ValueError(f"the document has no {first!r} … {last!r} markers")
+    return readme[:start] + table + readme[end + len(last) :]

@@ -5,12 +5,12 @@
 `NotApplicable` (with the reason, derived from the architecture). `measure` applies draws
 to the weights and reports the output error of the symmetry and of its controls.
 
-Importing this package registers every family entry.
+Each family declares how its checkpoint reads as layouts with the family
+(terrain/families/, `Family.symmetry`).
 """
 
 from __future__ import annotations
 
-from terrain.symmetry import bert, llama, qwen3_5, t5, vit  # noqa: F401  (registration side effect)
 from terrain.symmetry.catalogue import (
     SYMMETRIES,
     NotCataloguedError,

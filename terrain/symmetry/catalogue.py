@@ -1,8 +1,9 @@
 """The catalogue: per anatomy family, which exact symmetries hold and which do not (and why).
 
-A family joins by registering a function that describes its checkpoint as layouts
-(`Architecture`); the symmetries and their negative controls are derived from the
-layouts by `attention`, `mlp` and `residual`, the same for every family.
+A family declares a function that describes its checkpoint as layouts (`Architecture`;
+`Family.symmetry`, terrain/families/); the symmetries and their negative controls are
+derived from the layouts by `attention`, `mlp` and `residual`, the same for every family.
+The helpers below are what describers are written with.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from terrain.anatomy import Anatomy
 from terrain.anatomy.base import TensorRole
 from terrain.errors import TerrainError
+from terrain.family import find_family, providing, require
 from terrain.suggest import known
 from terrain.symmetry.attention import QK, VO, qk_gauge, vo_gauge
 from terrain.symmetry.groups import RotaryPairs
@@ -32,37 +34,26 @@ from terrain.symmetry.weights import Projection, Weights
 SYMMETRIES = (QK, VO, PERMUTATION, SCALING, ROTATION)
 
 Describer = Callable[[Anatomy, Mapping[str, Any], Weights], Architecture]
-_FAMILIES: dict[str, Describer] = {}
 
 
 class NotCataloguedError(TerrainError):
     """The anatomy family has no catalogue entry (yet)."""
 
 
-def describes(*families: str) -> Callable[[Describer], Describer]:
-    """Register the layout description of anatomy families; duplicates are refused."""
-
-    def decorate(fn: Describer) -> Describer:
-        for family in families:
-            if family in _FAMILIES:
-                raise ValueError(f"family {family!r} already has a symmetry catalogue entry")
-            _FAMILIES[family] = fn
-        return fn
-
-    return decorate
-
-
 def catalogued_families() -> list[str]:
-    return sorted(_FAMILIES)
+    """The families that declare a symmetry describer."""
+    return providing("symmetry")
 
 
 def describe(anatomy: Anatomy, config: Mapping[str, Any], weights: Weights) -> Architecture:
-    fn = _FAMILIES.get(anatomy.family)
-    if fn is None:
-        raise NotCataloguedError(
-            f"no symmetry catalogue entry for family {anatomy.family!r} "
-            f"(catalogued: {known(_FAMILIES)})"
-        )
+    """The checkpoint as layouts, by its family's describer (terrain/families/)."""
+    family = find_family(anatomy.family)
+    fn = require(
+        None if family is None else family.symmetry,
+        NotCataloguedError,
+        f"no symmetry catalogue entry for family {anatomy.family!r}",
+        f" (catalogued: {known(catalogued_families())})",
+    )
     return fn(anatomy, config, weights)
 
 

@@ -10,7 +10,6 @@ import torch
 from safetensors.torch import save_file
 
 from terrain.anatomy import build_anatomy
-from terrain.anatomy.registry import register
 from terrain.checkpoint import Checkpoint
 from terrain.errors import AnatomyError
 
@@ -114,10 +113,3 @@ def test_bad_config_field_is_named(bert_copy: Path) -> None:
         AnatomyError, match=r"config.json field 'hidden_size' must be a positive integer, got 'big'"
     ):
         open_anatomy(bert_copy)
-
-
-def test_registry_refuses_duplicates() -> None:
-    with pytest.raises(ValueError, match="registered twice"):
-        register("bert", model_types=("other",))(lambda s, c: None)  # type: ignore[arg-type,return-value]
-    with pytest.raises(ValueError, match="already belongs to family 't5'"):
-        register("t5-again", model_types=("t5",))(lambda s, c: None)  # type: ignore[arg-type,return-value]

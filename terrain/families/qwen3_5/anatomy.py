@@ -47,7 +47,6 @@ from terrain.anatomy.base import (
     unclaimed,
 )
 from terrain.anatomy.config_fields import optional_int, require_int, sub_config
-from terrain.anatomy.registry import register
 
 _D = "decoder"
 _V = "vision"
@@ -56,6 +55,10 @@ _A = _L + r"linear_attn\."
 _B = r"visual\.blocks\.(?P<layer>\d+)\."
 _WB = r"\.(weight|bias)"
 LAYER_TYPES = ("full_attention", "linear_attention")
+GAIN_OFFSET = 1.0  # Qwen3_5RMSNorm: x̂ · (1 + w)
+# The norms stored as offsets from 1: every norm of the text decoder but the gated norm of
+# the linear-attention layers.
+OFFSET_ROLES = ("norm_attn", "norm_mlp", "norm_final", "q_norm", "k_norm")
 # Qwen3_5TextConfig / Qwen3_5VisionConfig defaults, for fields a config leaves out.
 _DEFAULTS = {
     "head_dim": 256,
@@ -144,7 +147,6 @@ def _layer_types(name: str, text: Mapping[str, Any], n_layers: int) -> tuple[str
     )
 
 
-@register("qwen3_5", model_types=("qwen3_5", "qwen3_5_text"))
 def build(source: TensorSource, config: Mapping[str, Any]) -> Anatomy:
     name = source.name
     multimodal = config.get("model_type") == "qwen3_5"

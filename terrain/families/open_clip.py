@@ -16,6 +16,10 @@ The projections are read transposed, so every role reads (out, in) like nn.Linea
 Config: the open_clip model config (`embed_dim`, `vision_cfg`, optional `text_cfg`) with
 `"model_type": "open_clip"`, as config.json. `write_random_init` builds a seeded replica
 from such a config by writing the tensors under these names.
+
+There is no transformers module (and open_clip itself does not import beside the CPU
+torch wheel), so nothing that runs a forward applies: no symmetry catalogue, reference,
+call census, windows or text encoding. The weights-only properties read every tower.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from terrain.anatomy.base import (
     unclaimed,
 )
 from terrain.anatomy.config_fields import image_grid, optional_int, require_int, sub_config
-from terrain.anatomy.registry import register
+from terrain.family import Absent, Family, HeadCount, NamedLayout, Norms, per_type, register
 
 MODEL_TYPE = "open_clip"
 WEIGHTS_FILE = "open_clip_model.safetensors"
@@ -107,7 +111,6 @@ SKIP = (unclaimed(r"(visual\.)?attn_mask", "causal-mask buffer, not a parameter"
 _TRANSPOSED = ("vision_proj", "text_proj")
 
 
-@register("open_clip", model_types=(MODEL_TYPE,))
 def build(source: TensorSource, config: Mapping[str, Any]) -> Anatomy:
     name = source.name
     shapes = source.tensor_shapes()
@@ -296,3 +299,48 @@ def write_random_init(config: Mapping[str, Any], seed: int, out: Path, label: st
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(dict(config), indent=2), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------
+# The declaration
+# ---------------------------------------------------------------------------------------
+
+
+def tower_heads(config: Mapping[str, Any], stack: str) -> HeadCount | None:
+    """Heads of a tower from its `{stack}_cfg`, with open_clip's defaults (as `_Tower`)."""
+    oc = config.get(f"{stack}_cfg")
+    if isinstance(oc, Mapping) and isinstance(oc.get("width"), int):
+        width = int(oc["width"])
+        if stack == "vision":
+            heads = max(1, width // int(oc.get("head_width") or _HEAD_WIDTH))
+        else:
+            heads = int(oc.get("heads") or _TEXT_HEADS)
+        return heads, heads, width // heads, f"config.json {stack}_cfg"
+    return None
+
+
+NO_MODULE = "open_clip has no transformers module: it is read by tensor names"
+_TYPES = (MODEL_TYPE,)
+FAMILY = register(
+    Family(
+        name="open_clip",
+        model_types=_TYPES,
+        anatomy=build,
+        norms=Norms(
+            "pre-LN LayerNorm (gain and bias): ln_1 before attention, ln_2 before the MLP, "
+            "each branch scaled per channel (ls_1/ls_2) when the config sets ls_init_value; "
+            "vision: ln_pre on the embeddings, ln_post last; text: ln_final"
+        ),
+        heads=tower_heads,
+        stack_counts=per_type(_TYPES, Absent(NO_MODULE + "; no module to cut into windows")),
+        symmetry=Absent(NO_MODULE + "; symmetries are measured on a module's output"),
+        reference=Absent(NO_MODULE + "; there is no library block to compare with"),
+        census=per_type(_TYPES, Absent(NO_MODULE + "; there is no forward to count")),
+        text=per_type(_TYPES, Absent(NO_MODULE + "; no module to encode text with")),
+        module=NamedLayout(
+            NO_MODULE,
+            module=lambda config, name: OpenClipLayout(config, name=name),
+            write_random_init=write_random_init,
+        ),
+    )
+)

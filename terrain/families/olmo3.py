@@ -5,9 +5,11 @@ normalises the attention output and `post_feedforward_layernorm` the MLP output 
 each is added to the residual (roles norm_attn_post, norm_mlp_post). Olmo3Attention
 applies `q_norm` (size n_heads·head_dim) and `k_norm` (n_kv_heads·head_dim) to the whole
 projected vector before splitting heads and RoPE, so Q/K gauges must preserve the RMS
-over all heads together. `layer_types` alternates "sliding_attention" (window
-`sliding_window`) and "full_attention"; a config without the field gets transformers'
-default, 3 sliding then 1 full, repeating.
+over all heads together (quarter turns may differ per group). `layer_types` alternates
+"sliding_attention" (window `sliding_window`) and "full_attention"; a config without the
+field gets transformers' default, 3 sliding then 1 full, repeating. No residual rotation:
+the gain of a post-norm acts on the stream after the normalisation and cannot be folded
+into a linear map, so only signed permutations of the stream would survive.
 """
 
 from __future__ import annotations
@@ -17,17 +19,20 @@ from typing import Any
 
 from terrain.anatomy.base import Anatomy, TensorSource, rule
 from terrain.anatomy.config_fields import require_int
-from terrain.anatomy.llama import (
+from terrain.families.decoder import (
     ATTENTION_AND_MLP,
     COMMON_RULES,
     QK_NORM_RULES,
     STACK,
+    DecoderVariant,
     L,
     build_decoder,
     decoder_dimensions,
+    decoder_family,
 )
-from terrain.anatomy.registry import register
+from terrain.family import register
 
+VARIANT = DecoderVariant(qk_norm="all", post_norm=True, rotary_per_layer_type=True)
 POST_NORM_RULES = (
     rule(L + r"post_attention_layernorm\.weight", STACK, "norm_attn_post"),
     rule(L + r"post_feedforward_layernorm\.weight", STACK, "norm_mlp_post"),
@@ -39,7 +44,6 @@ def default_layer_types(n_layers: int) -> list[str]:
     return ["full_attention" if (i + 1) % 4 == 0 else "sliding_attention" for i in range(n_layers)]
 
 
-@register("olmo3", model_types=("olmo3",))
 def build(source: TensorSource, config: Mapping[str, Any]) -> Anatomy:
     if config.get("layer_types") is None:
         n_layers = require_int(source.name, config, "num_hidden_layers")
@@ -59,3 +63,17 @@ def build(source: TensorSource, config: Mapping[str, Any]) -> Anatomy:
             "norm_mlp_post": (d,),
         },
     )
+
+
+FAMILY = register(
+    decoder_family(
+        "olmo3",
+        build,
+        VARIANT,
+        "post-norm RMSNorm: each sublayer's output is normalised before it is added "
+        "(post_attention_layernorm, post_feedforward_layernorm), nothing normalises a "
+        "sublayer's input; q_norm and k_norm over all heads at once (a gain per channel) "
+        "before RoPE; the final norm",
+        {"Olmo3ForCausalLM": 1, "Olmo3Model": 0},
+    )
+)

@@ -10,13 +10,23 @@ on the embeddings) and `post_layernorm`; the text tower `embeddings.token_embedd
 `mlp.fc1`/`mlp.fc2` and `layer_norm2` (pre-MLP). The joint space: `visual_projection`,
 `text_projection` (no bias) and the temperature `logit_scale`. Stacks "vision" and "text"
 hold each tower's embeddings and layers; Dimensions gives the vision tower's widths when
-there is one.
+there is one; each tower's heads come from its own config section.
+
+Symmetries, from CLIPEncoderLayer (vision and text towers): q, k, v, out_proj with biases,
+quick_gelu MLP; the text tower's causal mask does not touch q or k. LayerNorm (mean
+subtracted): no residual rotation is tested.
+
+Reference: vision tokens = [class | patches] + position table, then pre_layrnorm; text
+tokens = token table + positions; h = x + O·attn(LN₁ x) (text: causal and padding
+masks);  y = h + fc2 quick_gelu(fc1 LN₂ h).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+import torch
 
 from terrain.anatomy.base import (
     Anatomy,
@@ -31,7 +41,23 @@ from terrain.anatomy.base import (
     unclaimed,
 )
 from terrain.anatomy.config_fields import image_grid, optional_int, require_int, sub_config
-from terrain.anatomy.registry import register
+from terrain.families.vit import attend, layer_norm, patch_embed, section_heads, tower_config
+from terrain.family import (
+    Absent,
+    Family,
+    Norms,
+    StackCount,
+    TextConvention,
+    TransformersModule,
+    register,
+)
+from terrain.reference import ops
+from terrain.reference.family import Block, Context, FamilyReference, maybe, read
+from terrain.symmetry.catalogue import LAYERNORM_RESIDUAL, standard_layers
+from terrain.symmetry.layout import Architecture, AttentionLayout, MlpLayout
+from terrain.symmetry.residual import ROTATION
+from terrain.symmetry.weights import Weights
+from terrain.tracing import config_int, head_calls
 
 _WB = r"\.(weight|bias)"
 PER_LAYER = ("q", "k", "v", "o", "mlp_up", "mlp_down", "norm_attn", "norm_mlp")
@@ -113,7 +139,6 @@ def _tower_shapes(
     return shapes, d, n_heads, d_ff, n_layers
 
 
-@register("clip", model_types=("clip", "clip_vision_model", "clip_text_model"))
 def build(source: TensorSource, config: Mapping[str, Any]) -> Anatomy:
     name = source.name
     model_type = config.get("model_type")
@@ -162,3 +187,126 @@ def build(source: TensorSource, config: Mapping[str, Any]) -> Anatomy:
         layers=layers,
     )
     return Anatomy("clip", source, dims, tuple(roles), left_out)
+
+
+# Symmetries ------------------------------------------------------------------------------
+
+
+def _towers(anatomy: Anatomy) -> list[str]:
+    return [s for s in ("vision", "text") if anatomy.layers(s, "q")]
+
+
+def describe(anatomy: Anatomy, config: Mapping[str, Any], weights: Weights) -> Architecture:
+    attention: list[AttentionLayout] = []
+    mlp: list[MlpLayout] = []
+    for stack in _towers(anatomy):
+        cfg = tower_config(config, stack)
+        n_heads = int(cfg.get("num_attention_heads", anatomy.dims.n_heads))
+        d_head = int(cfg.get("hidden_size", anatomy.dims.d_model)) // n_heads
+        a, m = standard_layers(
+            anatomy,
+            [stack],
+            str(cfg.get("hidden_act", "quick_gelu")),
+            heads=(n_heads, n_heads, d_head),
+        )
+        attention += a
+        mlp += m
+    return Architecture("clip", tuple(attention), tuple(mlp), None, {ROTATION: LAYERNORM_RESIDUAL})
+
+
+# Reference -------------------------------------------------------------------------------
+
+
+def embeddings(anatomy: Anatomy, stack: str, ctx: Context) -> torch.Tensor:
+    eps = float(tower_config(ctx.config, stack).get("layer_norm_eps", 1e-5))
+    if stack == "text":
+        ids = ctx.inputs["input_ids"]
+        x = ops.embed(ids, read(anatomy, ctx, stack, "embed_tokens", None))
+        return x + read(anatomy, ctx, stack, "embed_positions", None)[: ids.shape[1]]
+    x = patch_embed(anatomy, ctx, stack)
+    cls = read(anatomy, ctx, stack, "cls_token", None).reshape(1, 1, -1).expand(x.shape[0], 1, -1)
+    x = torch.cat([cls, x], dim=1)
+    x = x + read(anatomy, ctx, stack, "embed_positions", None)[: x.shape[1]]
+    return layer_norm(anatomy, ctx, stack, "norm_embed", None, x, eps)
+
+
+def block(anatomy: Anatomy, b: Block, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+    s, i = b.stack, b.layer
+    cfg = tower_config(ctx.config, s)
+    eps = float(cfg.get("layer_norm_eps", 1e-5))
+    n_heads = int(cfg.get("num_attention_heads", anatomy.dims.n_heads))
+    d_head = x.shape[-1] // n_heads
+    allowed = None
+    if s == "text":
+        allowed = ops.causal_mask(x.shape[1], x.device)
+        mask = ctx.inputs.get("attention_mask")
+        if mask is not None:
+            allowed = allowed & ops.padding_mask(mask)
+
+    def lin(role: str, h: torch.Tensor) -> torch.Tensor:
+        return ops.linear(h, read(anatomy, ctx, s, role, i), maybe(anatomy, ctx, s, role, i))
+
+    normed = layer_norm(anatomy, ctx, s, "norm_attn", i, x, eps)
+    h = x + attend(anatomy, ctx, s, i, normed, d_head, allowed)
+    act = str(cfg.get("hidden_act", "quick_gelu"))
+    up = lin("mlp_up", layer_norm(anatomy, ctx, s, "norm_mlp", i, h, eps))
+    return h + lin("mlp_down", ops.activation(act, up))
+
+
+# Call census -----------------------------------------------------------------------------
+
+
+def vision_census(config: Mapping[str, Any], architecture: str) -> dict[str, int]:
+    """CLIP vision tower: the patch conv and the position lookup; pre_layrnorm, per layer
+    layer_norm1 and 2, q k v out_proj, fc1, fc2 and one activation; post_layernorm
+    (applied to the pooled class token); the projection when present."""
+    L = config_int(config, "num_hidden_layers")
+    head = head_calls(
+        architecture, {"CLIPVisionModel": 0, "CLIPVisionModelWithProjection": 1}, "CLIP vision"
+    )
+    return {
+        "conv": 1,
+        "embedding": 1,
+        "norm": 2 * L + 2,
+        "linear": 6 * L + head,
+        "activation": L,
+    }
+
+
+_ONE_TOWER = "not written: only the vision tower's census (CLIPVisionModel) is predicted"
+FAMILY = register(
+    Family(
+        name="clip",
+        model_types=("clip", "clip_vision_model", "clip_text_model"),
+        anatomy=build,
+        norms=Norms(
+            "pre-LN LayerNorm (gain and bias): layer_norm1 before attention, layer_norm2 "
+            "before the MLP; vision: pre_layrnorm on the embeddings, post_layernorm on the "
+            "pooled class token; text: final_layer_norm"
+        ),
+        heads=section_heads,
+        stack_counts={
+            "clip": {
+                "vision": StackCount("vision_config", "num_hidden_layers"),
+                "text": StackCount("text_config", "num_hidden_layers"),
+            },
+            "clip_vision_model": {"vision": StackCount(None, "num_hidden_layers")},
+            "clip_text_model": Absent(
+                "not written: text-tower checkpoints (CLIPTextModel) are not cut into windows"
+            ),
+        },
+        symmetry=describe,
+        reference=FamilyReference(_towers, block, embeddings),
+        census={
+            "clip": Absent(_ONE_TOWER + "; CLIPModel runs both towers and the projections"),
+            "clip_vision_model": vision_census,
+            "clip_text_model": Absent(_ONE_TOWER),
+        },
+        text={
+            "clip": TextConvention("the text tower (text_model)"),
+            "clip_vision_model": Absent("the vision tower alone: no text stack"),
+            "clip_text_model": TextConvention("the module itself (the text tower)"),
+        },
+        module=TransformersModule(),
+    )
+)

@@ -27,10 +27,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from terrain.anatomy import Anatomy
+from terrain.families.decoder import FLOAT32_NORM, NO_LM_HEAD, rotary_pairs
+from terrain.families.qwen3_5.anatomy import GAIN_OFFSET
 from terrain.symmetry.attention import QK
 from terrain.symmetry.catalogue import (
     attention_layout,
-    describes,
     layer_indices,
     one,
     optional_projection,
@@ -46,12 +47,10 @@ from terrain.symmetry.layout import (
     QKNorm,
     ResidualLayout,
 )
-from terrain.symmetry.llama import FLOAT32_NORM, rotary_pairs
 from terrain.symmetry.residual import ROTATION
 from terrain.symmetry.weights import Projection, Weights
 
 S = "decoder"
-GAIN_OFFSET = 1.0  # Qwen3_5RMSNorm: x̂ · (1 + w)
 
 
 def _stored(anatomy: Anatomy, role: str, i: int) -> Projection:
@@ -62,7 +61,6 @@ def _stored(anatomy: Anatomy, role: str, i: int) -> Projection:
     return Projection(entry.tensor, transposed=entry.transpose)
 
 
-@describes("qwen3_5")
 def describe(anatomy: Anatomy, config: Mapping[str, Any], weights: Weights) -> Architecture:
     text = config.get("text_config")
     cfg: Mapping[str, Any] = text if isinstance(text, Mapping) else config
@@ -130,10 +128,7 @@ def describe(anatomy: Anatomy, config: Mapping[str, Any], weights: Weights) -> A
     not_applicable: dict[str, str] = {}
     residual = None
     if head is None:
-        not_applicable[ROTATION] = (
-            "no LM head in the module: the output is the final norm's output, with no linear "
-            "map after it to fold its gain into"
-        )
+        not_applicable[ROTATION] = NO_LM_HEAD
     else:
         norms.append(NormSite(tensor_of(anatomy, S, "norm_final", None), (head,), GAIN_OFFSET))
         tables = tuple(r.tensor for r in anatomy.find("embed_tokens"))

@@ -22,19 +22,10 @@ from typing import Any
 import torch
 
 from terrain.anatomy import Anatomy
+from terrain.families.decoder import rope_parameters
+from terrain.families.qwen3_5.anatomy import GAIN_OFFSET
 from terrain.reference import ops
-from terrain.reference.decoders import token_embeddings
-from terrain.reference.family import (
-    Block,
-    Context,
-    FamilyReference,
-    NotReproducedError,
-    find,
-    maybe,
-    read,
-    register,
-)
-from terrain.symmetry.llama import rope_parameters
+from terrain.reference.family import Block, Context, NotReproducedError, find, maybe, read
 
 S = "decoder"
 
@@ -45,7 +36,7 @@ def _text(ctx: Context) -> Mapping[str, Any]:
 
 
 def _rms1p(h: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
-    return ops.rms_norm(h, 1.0 + w, eps)
+    return ops.rms_norm(h, GAIN_OFFSET + w, eps)
 
 
 def _full_attention(
@@ -138,8 +129,3 @@ def block(anatomy: Anatomy, b: Block, x: torch.Tensor, ctx: Context) -> torch.Te
         return ops.linear(h, read(anatomy, ctx, S, role, i), maybe(anatomy, ctx, S, role, i))
 
     return h + lin("mlp_down", ops.activation(act, lin("mlp_gate", n)) * lin("mlp_up", n))
-
-
-register(
-    FamilyReference("qwen3_5", lambda anatomy: [S], block, token_embeddings, locator="mlp_down")
-)
