@@ -54,7 +54,7 @@ def model_info(model: LoadedModel) -> dict[str, Any]:
         "parameters": model.parameters,
         "census": model.anatomy.census(),
         "dtypes": model.dtype_census(),
-        "nulls": model.null_plan.describe(),
+        "nulls": model.null_description(),
     }
 
 

@@ -16,6 +16,8 @@ from terrain.checkpoint import Checkpoint
 from terrain.checks.text import TEXT_CPU_PARAMETERS
 from terrain.config import ModelSpec
 from terrain.forward.runner import ForwardRunner
+from terrain.gguf import GGUFCheckpoint, build_gguf_module, is_gguf, load_gguf_tokenizer
+from terrain.gguf.requantize import Requantizer
 from terrain.measures.norms import gain_offset
 from terrain.modules import build_module, load_tokenizer
 from terrain.null.model import NullModel, NullPlan, plan_for
@@ -25,12 +27,15 @@ from terrain.workpool import MemoryBudget
 
 T = TypeVar("T")
 
+# A model's stored weights: safetensors (single or sharded) or one GGUF file.
+AnyCheckpoint = Checkpoint | GGUFCheckpoint
+
 
 @dataclass
 class LoadedModel:
     spec: ModelSpec
     source: ResolvedSource
-    checkpoint: Checkpoint
+    checkpoint: AnyCheckpoint
     anatomy: Anatomy
     device: str
     cache_dir: Path
@@ -56,8 +61,11 @@ class LoadedModel:
         """
         chosen = dtype or self.dtype or "float32"
         if chosen not in self._modules:
-            self._modules[chosen] = build_module(
-                self.checkpoint,
+            build = (
+                build_gguf_module if isinstance(self.checkpoint, GGUFCheckpoint) else build_module
+            )
+            self._modules[chosen] = build(
+                self.checkpoint,  # type: ignore[arg-type]  # each builder takes its own kind
                 dtype=chosen,
                 device=self.device,
                 trust_remote_code=self.spec.trust_remote_code,
@@ -73,7 +81,12 @@ class LoadedModel:
     def tokenizer(self) -> Any | None:
         """The checkpoint's tokenizer, or None when the folder ships none (e.g. replicas)."""
         if self._tokenizer is None:
-            self._tokenizer = load_tokenizer(self.checkpoint, self.spec.trust_remote_code)
+            ckpt = self.checkpoint
+            self._tokenizer = (
+                load_gguf_tokenizer(ckpt)
+                if isinstance(ckpt, GGUFCheckpoint)
+                else load_tokenizer(ckpt, self.spec.trust_remote_code)
+            )
         return self._tokenizer or None
 
     @cached_property
@@ -114,7 +127,10 @@ class LoadedModel:
         return entry.take(stored(entry.tensor)) if stored else self.anatomy.read(entry)
 
     def dtype_census(self) -> dict[str, int]:
-        """Stored tensors per dtype (with float8's exact upcast named)."""
+        """Stored tensors per dtype (with float8's exact upcast named; a GGUF file's per
+        quantization type, e.g. Q4_1, Q8_0, F32)."""
+        if isinstance(self.checkpoint, GGUFCheckpoint):
+            return dict(self.checkpoint.quantization_census())
         fn = getattr(self.checkpoint, "dtype_census", None)
         return dict(fn()) if fn is not None else {}
 
@@ -124,6 +140,21 @@ class LoadedModel:
     @cached_property
     def null_plan(self) -> NullPlan:
         return plan_for(self.checkpoint.config, self.parameters)
+
+    @cached_property
+    def _null_rounding(self) -> Requantizer | None:
+        ckpt = self.checkpoint
+        return Requantizer.like(ckpt) if isinstance(ckpt, GGUFCheckpoint) else None
+
+    def null_description(self) -> str:
+        """How this model's nulls are made (for the report)."""
+        text = self.null_plan.describe()
+        rounding = self._null_rounding
+        if rounding is not None and self.null_plan.full:
+            text += "; " + rounding.describe()
+        elif rounding is not None:
+            text += "; not quantized (a large model's null is generated layer by layer)"
+        return text
 
     @cached_property
     def _nulls(self) -> tuple[NullModel, ...]:
@@ -139,6 +170,7 @@ class LoadedModel:
                 budget=self.budget,
                 cache_dir=self.cache_dir,
                 gain_offset=self._gain_offset,
+                rounding=self._null_rounding,
             )
             for seed in self.null_plan.seeds
         )
@@ -163,9 +195,11 @@ class LoadedModel:
         return out
 
 
-def _dominant_dtype(checkpoint: Checkpoint) -> torch.dtype:
+def _dominant_dtype(checkpoint: AnyCheckpoint) -> torch.dtype:
     """The float dtype most of the checkpoint's bytes are stored in (its nulls are made in
-    it, so a bf16 release's null is rounded as it is)."""
+    it, so a bf16 release's null is rounded as it is); a GGUF file's is read as float32."""
+    if isinstance(checkpoint, GGUFCheckpoint):
+        return torch.float32
     by_dtype: dict[str, int] = {}
     for name in checkpoint.tensor_names():
         code = checkpoint.stored_dtype(name)
@@ -177,6 +211,12 @@ def _dominant_dtype(checkpoint: Checkpoint) -> torch.dtype:
     return names.get(max(floats, key=lambda k: floats[k]), torch.float32)
 
 
+def open_checkpoint(path: Path, name: str) -> AnyCheckpoint:
+    """The checkpoint at a resolved source: a .gguf file (or a folder holding only one) or
+    a safetensors folder."""
+    return GGUFCheckpoint(path, name=name) if is_gguf(path) else Checkpoint(path, name=name)
+
+
 def open_model(
     spec: ModelSpec,
     source: ResolvedSource,
@@ -185,7 +225,7 @@ def open_model(
     cache_dir: Path,
     dtype: str | None = None,
 ) -> LoadedModel:
-    checkpoint = Checkpoint(source.path, name=spec.name)
+    checkpoint = open_checkpoint(source.path, spec.name)
     checkpoint.validate()
     anatomy = build_anatomy(checkpoint, checkpoint.config, spec.family)
     return LoadedModel(spec, source, checkpoint, anatomy, device, cache_dir, dtype or spec.dtype)

@@ -2,6 +2,7 @@
 
     google-t5/t5-small              hub id: the Hugging Face cache, then the network
     ./path/to/dir                   a local folder with config.json + *.safetensors
+    ./path/to/model.gguf            a GGUF file (or a folder holding only one)
     package:<module>/<subdir>       a folder shipped inside an installed Python package
     synthetic:<name>                seeded random init of fixtures/configs/<name>.json
 
@@ -53,6 +54,8 @@ def resolve(model: str, source: str, ctx: SourceContext) -> ResolvedSource:
         return ResolvedSource(model, source, "package", _package(model, source), False)
     local = Path(os.path.expanduser(source))
     if local.exists() or source.startswith((".", "/", "~")):
+        if local.is_file() and local.suffix == ".gguf":
+            return ResolvedSource(model, source, "local", local, False)
         if not local.is_dir():
             raise SourceError(
                 f"model {model!r}: local checkpoint directory {source!r} does not exist"

@@ -20,7 +20,7 @@ def null_of(model: LoadedModel, statistic: Callable[[BatteryResult], float | Non
     kept = [v for v in values if v is not None]
     if not kept:
         return None
-    return Null.of(kept, model.null_plan.describe())
+    return Null.of(kept, model.null_description())
 
 
 def band(expect: Expectation | None, default: Expected | None = None) -> Expected | None:

@@ -172,8 +172,12 @@ class NullModel:
         budget: MemoryBudget,
         cache_dir: Path,
         gain_offset: Callable[[str, str], float] = lambda stack, role: 0.0,
+        rounding: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self.of = of
+        # A quantized model's null is rounded like it (terrain/gguf/requantize.py); small
+        # models only, where the null is a whole module.
+        self.rounding = rounding if plan.full else None
         self.plan = plan
         self.seed = seed
         self.family = family
@@ -183,8 +187,10 @@ class NullModel:
         self.cache_dir = cache_dir
         self.gain_offset = gain_offset
         self.label = f"{of} null (random init, seed {seed})"
+        rounded = ":rounded" if self.rounding is not None else ""
         self.checkpoint = NullCheckpoint(
-            plan.config, f"null:{config_key(plan.config)}:seed{seed}:full{int(plan.full)}"
+            plan.config,
+            f"null:{config_key(plan.config)}:seed{seed}:full{int(plan.full)}{rounded}",
         )
         self._battery: BatteryResult | None = None
         self._memo: dict[str, Any] = {}
@@ -207,6 +213,10 @@ class NullModel:
                 f"{self.label}: no whole null module above {FULL_NULL_PARAMETERS:,} parameters"
             )
         module = initialised_module(self.plan.config, self.seed, self.label)
+        if self.rounding is not None:
+            with torch.no_grad():
+                for key, value in module.state_dict().items():
+                    value.copy_(self.rounding(key, value))
         return module.to(device=self.device, dtype=getattr(torch, dtype or "float32"))
 
     @cached_property
@@ -215,7 +225,10 @@ class NullModel:
         the battery is done with them."""
         if self.plan.full:
             module = initialised_module(self.plan.config, self.seed, self.label)
-            source: Any = ModuleSource(self.label, saved_state(module))
+            tensors = saved_state(module)
+            if self.rounding is not None:
+                tensors = {k: self.rounding(k, v) for k, v in tensors.items()}
+            source: Any = ModuleSource(self.label, tensors)
         else:
             source = InitSource(self.plan.config, seed=self.seed, name=self.label, dtype=self.dtype)
         return build_anatomy(source, self.plan.config, self.family)
