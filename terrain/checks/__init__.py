@@ -12,6 +12,7 @@ from terrain.checks import (  # noqa: F401  (registration side effect)
     census,
     crosslayer,
     embedding,
+    esd,
     forward,
     modulators,
     qk,

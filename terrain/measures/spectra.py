@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from terrain.measures.esd.shape import EsdShapeRows, esd_shape_rows
 from terrain.measures.kernels import blocked_gram, gram
 
 # Projection roles initialised i.i.d. in every family here: the Marchenko–Pastur null applies.
@@ -229,6 +230,8 @@ class RoleSpectra:
     shape: tuple[int, int]  # (out, in)
     spectra: Spectra
     mp: MarchenkoPastur
+    # The spectrum's shape (power-law tail, MP bulk and spikes) from the same eigenvalues.
+    esd: EsdShapeRows | None = None
 
     @property
     def label(self) -> str:
@@ -276,6 +279,7 @@ def role_spectra(
         shape=shape,
         spectra=spectra_from_squared(squared),
         mp=marchenko_pastur(*shape),
+        esd=esd_shape_rows(squared, shape),
     )
 
 
