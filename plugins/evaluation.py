@@ -22,7 +22,7 @@ from terrain.property import NotApplicableError, declarations
 from terrain.wordnet import WordNetMissingError
 
 from .assertions import check
-from .recording import Recorder
+from .recording import PROPERTY_KEY, Recorder
 
 Evaluate = Callable[[str], None]
 # Set (by `make test`) when a missing WordNet corpus is a failure, not a skip.
@@ -30,10 +30,13 @@ REQUIRE_WORDNET = "TERRAIN_REQUIRE_WORDNET"
 
 
 @pytest.fixture
-def evaluate(model: LoadedModel, record_finding: Recorder) -> Evaluate:
+def evaluate(
+    request: pytest.FixtureRequest, model: LoadedModel, record_finding: Recorder
+) -> Evaluate:
     def run(name: str) -> None:
         __tracebackhide__ = True
         prop = declarations().get(name)
+        request.node.stash[PROPERTY_KEY] = name  # also known when the property skips
         try:
             result = prop.evaluate(model, model.spec.expectation(name))
         except NotApplicableError as e:

@@ -32,6 +32,7 @@ FINDINGS_KEY = pytest.StashKey[list[Finding]]()
 COMPARISONS_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()  # property -> comparison
 MODEL_KEY = pytest.StashKey[dict[str, Any]]()
 CLAIM_KEY = pytest.StashKey[str]()
+PROPERTY_KEY = pytest.StashKey[str]()  # the property a test evaluates
 
 Recorder = Callable[..., None]
 
@@ -149,6 +150,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             data["model_info"] = _plain(item.stash[MODEL_KEY])
     if CLAIM_KEY in item.stash:
         data["where"]["claim"] = item.stash[CLAIM_KEY]
+    if PROPERTY_KEY in item.stash:
+        data["where"]["property"] = item.stash[PROPERTY_KEY]
     setattr(report, ATTRIBUTE, data)
 
 

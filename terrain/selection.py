@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +15,8 @@ def select_models(config: ModelsConfig, requested: Sequence[str]) -> list[ModelS
     """Specs for `--model` values; defaults when none. Unknown names fail with a suggestion.
 
     A value that is not a name but an existing path, or a hub id (`org/name`), runs that
-    checkpoint with default expectations.
+    checkpoint with default expectations. A shell-style pattern (`'*-random'`) selects
+    every entry whose name matches it, in the file's order.
     """
     if not requested:
         chosen = config.defaults()
@@ -31,6 +33,14 @@ def select_models(config: ModelsConfig, requested: Sequence[str]) -> list[ModelS
             raise ConfigError(f"--model {value[:60]!r}…: not a model name, folder or hub id")
         if value in config.models:
             out.append(config.models[value])
+        elif _is_pattern(value) and not Path(value).expanduser().exists():
+            matched = fnmatch.filter(config.models, value)
+            if not matched:
+                raise ConfigError(
+                    f"--model {value!r}: no model in {config.path} matches; "
+                    f"known models: {known(config.models)}"
+                )
+            out.extend(config.models[name] for name in matched)
         elif _is_path_or_hub_id(value):
             out.append(ModelSpec(name=value, source=value))
         else:
@@ -39,7 +49,11 @@ def select_models(config: ModelsConfig, requested: Sequence[str]) -> list[ModelS
                 f"{did_you_mean(value, config.models)}, nor an existing path or hub id; "
                 f"known models: {known(config.models)}"
             )
-    return out
+    return list({spec.name: spec for spec in out}.values())  # a model once, first place
+
+
+def _is_pattern(value: str) -> bool:
+    return any(c in value for c in "*?[")
 
 
 def _is_path_or_hub_id(value: str) -> bool:

@@ -2,8 +2,10 @@
 per-layer hidden states, with a cache keyed by the checkpoint's fingerprint.
 
 Which stack. Encoder-decoder models (T5) are read through their encoder, as the research
-did; encoder-only and decoder-only models through the module itself; a model whose config
-has a text sub-model (CLIP) through that. Models without a tokenizer (vision models,
+did; encoder-only models through the module itself; decoder-only causal LMs (SmolLM2)
+through their base model, without the LM head (its hidden states after the final norm,
+each position seeing only itself and the tokens before it); a model whose config has a
+text sub-model (CLIP) through that. Models without a tokenizer (vision models,
 random-init replicas) and model_types whose family declares no text convention (DINOv2,
 CLIP's vision tower) are not applicable: `NotApplicableError` says why.
 
@@ -18,18 +20,12 @@ attention mask is 1, so padding never enters it and a text's vector does not dep
 batch it was encoded in (up to float rounding). Texts are tokenised once, sorted by length
 and batched, so that a batch pads to nearly its own length.
 
-Cache. Vectors are kept per (checkpoint fingerprint, dtype, token ids, pooling, transformers
-version): in memory for the process and, when a directory is given, on disk as .npy files
-(no pickle), so a second run and the stability loop do not encode again. Keying by the
-token ids (not the text) makes the key cover the tokenizer and the prompt.
+Cache. Pooled vectors are kept by terrain/representation_cache.py (memory, and .npy
+files when a directory is given), keyed by fingerprint, dtype and token ids.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +36,7 @@ import torch
 
 from terrain.errors import TerrainError
 from terrain.family import Absent, family_of_type
+from terrain.representation_cache import RepresentationCache, cache_key, default_cache
 
 __all__ = [
     "LayerStates",
@@ -59,7 +56,6 @@ __all__ = [
 
 DEFAULT_BATCH = 64
 DEFAULT_MAX_LENGTH = 128
-_POOLING = "mean-over-attention-mask/v1"
 
 
 class NotApplicableError(TerrainError):
@@ -110,7 +106,13 @@ def text_stack(module: Any, model_name: str = "model") -> Any:
     if getattr(config, "is_encoder_decoder", False) and hasattr(module, "get_encoder"):
         return module.get_encoder()
     text_model = getattr(module, "text_model", None)
-    return text_model if text_model is not None else module
+    if text_model is not None:
+        return text_model
+    # A causal LM's head maps hidden states to logits: its base model (transformers'
+    # `base_model`, e.g. LlamaModel) returns the final-norm hidden states the text
+    # properties pool, by the same masked mean over tokens as an encoder's.
+    base = getattr(module, "base_model", None)
+    return base if base is not None else module
 
 
 def tokenize(tokenizer: Any, texts: Sequence[str], *, max_length: int) -> list[list[int]]:
@@ -178,83 +180,6 @@ def _last_hidden(out: Any) -> torch.Tensor:
             raise NotApplicableError("the model returns no hidden states")
         last = states[-1]
     return torch.as_tensor(last)
-
-
-class RepresentationCache:
-    """Pooled vectors by key: an in-memory LRU, backed by .npy files when `directory` is set."""
-
-    def __init__(self, directory: Path | None = None, max_items: int = 64) -> None:
-        self.directory = directory
-        self.max_items = max_items
-        self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-
-    def _file(self, key: str) -> Path | None:
-        return None if self.directory is None else self.directory / key[:2] / f"{key}.npy"
-
-    def get(self, key: str) -> torch.Tensor | None:
-        if key in self._memory:
-            self._memory.move_to_end(key)
-            self.hits += 1
-            return self._memory[key]
-        file = self._file(key)
-        if file is not None and file.is_file():
-            try:
-                array = np.load(file, allow_pickle=False)
-            except (OSError, ValueError):
-                array = None  # unreadable or truncated: recompute and overwrite
-            if array is not None:
-                tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-                self._remember(key, tensor)
-                self.hits += 1
-                return tensor
-        self.misses += 1
-        return None
-
-    def put(self, key: str, value: torch.Tensor) -> None:
-        value = value.detach().to("cpu", torch.float32).contiguous()
-        self._remember(key, value)
-        file = self._file(key)
-        if file is None:
-            return
-        try:
-            file.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=file.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, value.numpy(), allow_pickle=False)
-            os.replace(tmp, file)  # atomic: concurrent workers never read a partial file
-        except OSError:
-            pass  # a read-only cache only costs a recomputation
-
-    def _remember(self, key: str, value: torch.Tensor) -> None:
-        self._memory[key] = value
-        self._memory.move_to_end(key)
-        while len(self._memory) > self.max_items:
-            self._memory.popitem(last=False)
-
-
-_DEFAULT_CACHES: dict[Path | None, RepresentationCache] = {}
-
-
-def default_cache(directory: Path | None) -> RepresentationCache:
-    """One cache per directory per process (None: memory only)."""
-    if directory not in _DEFAULT_CACHES:
-        _DEFAULT_CACHES[directory] = RepresentationCache(directory)
-    return _DEFAULT_CACHES[directory]
-
-
-def cache_key(fingerprint: str, dtype: torch.dtype, ids: Sequence[Sequence[int]]) -> str:
-    import transformers
-
-    digest = hashlib.sha256()
-    for part in (fingerprint, str(dtype), _POOLING, transformers.__version__):
-        digest.update(part.encode())
-        digest.update(b"\0")
-    for row in ids:
-        digest.update(np.asarray(row, dtype=np.int64).tobytes())
-        digest.update(b"\xff")
-    return digest.hexdigest()
 
 
 def encode_texts(

@@ -126,3 +126,15 @@ def test_replica_hint_only_names_synthetic_entries() -> None:
     assert replica_hint(config, real) == "t5-small-random"
     fake = _models(real, ModelSpec(name="t5-small-random", source="other/t5"))
     assert replica_hint(fake, real) is None
+
+
+def test_selection_by_pattern_keeps_the_files_order_and_each_model_once() -> None:
+    config = _models(
+        ModelSpec(name="minilm", source="x", default=True),
+        ModelSpec(name="bert-random", source="synthetic:bert-tiny"),
+        ModelSpec(name="t5-random", source="synthetic:t5-tiny"),
+    )
+    chosen = select_models(config, ["t5-random", "*-random", "minilm"])
+    assert [s.name for s in chosen] == ["t5-random", "bert-random", "minilm"]
+    with pytest.raises(ConfigError, match=r"--model '\*-nothing': no model in .* matches"):
+        select_models(config, ["*-nothing"])
