@@ -61,7 +61,8 @@ from terrain.text_encoding import (
     masked_mean,
     text_stack,
 )
-from terrain.wordnet import load_wordnet, sample_noun_synsets, similarity_matrices
+from terrain.wordnet import load_wordnet
+from terrain.wordnet_sample import sample_noun_synsets, similarity_matrices
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -22,4 +22,5 @@ from terrain.checks import (  # noqa: F401  (registration side effect)
     symmetry,
     units,
     wordnet,
+    wordnet_stability,
 )

@@ -46,11 +46,12 @@ from terrain.measures.relational import (
     label_lift,
     paired_interval,
     relational_alignment,
-    seed_stability,
 )
 from terrain.property import (
     COSINE,
     REAL,
+    Domain,
+    Evaluate,
     Evaluation,
     Expectation,
     Gauge,
@@ -65,12 +66,12 @@ from terrain.report.representation_plots import (
     band_means,
     depth_curves,
     interval_bars,
-    seed_strips,
     similarity_scatter,
 )
 from terrain.stats import Interval
 from terrain.text_encoding import encode_for
-from terrain.wordnet import RelationalSample, load_wordnet, relational_sample
+from terrain.wordnet import load_wordnet
+from terrain.wordnet_sample import RelationalSample, relational_sample
 
 if TYPE_CHECKING:
     from terrain.model import LoadedModel
@@ -83,7 +84,7 @@ STABILITY_SIMPLICES = 500  # per seed, as the research's stability run
 SIMILARITY_NAMES = {"path": "WordNet path similarity", "wup": "Wu-Palmer similarity"}
 
 
-def _env_int(name: str, default: int, minimum: int) -> int:
+def env_int(name: str, default: int, minimum: int) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -120,8 +121,8 @@ def _study(model: LoadedModel) -> Study:
     tokenizer = tokenizer_of(model)
     text_module(model)
     wn = load_wordnet()
-    n_synsets = _env_int("TERRAIN_WORDNET_SYNSETS", 1000, 50)
-    n_pairs = _env_int("TERRAIN_WORDNET_PAIRS", 20_000, 100)
+    n_synsets = env_int("TERRAIN_WORDNET_SYNSETS", 1000, 50)
+    n_pairs = env_int("TERRAIN_WORDNET_PAIRS", 20_000, 100)
     sample = relational_sample(
         wn, n_synsets, seed=SAMPLE_SEED, n_chains=N_CHAINS, chain_length=CHAIN_LENGTH
     )
@@ -343,71 +344,24 @@ def lexname_lift(model: LoadedModel, expect: Expectation | None) -> Evaluation:
     return Evaluation(finding, (Evidence("lexicographer-file clustering", plot),))
 
 
-def stability(model: LoadedModel, expect: Expectation | None) -> Evaluation:
-    study = study_of(model)
-    n_seeds = _env_int("TERRAIN_STABILITY_SEEDS", 5, 2)
-    n = study.n_synsets
-    result = seed_stability(
-        {"model": study.model_vectors, "null": study.null_vectors},
-        study.wordnet.similarities,
-        n_seeds=n_seeds,
-        n_items=max(2, n // 2),
-        n_pairs=study.n_pairs,
-        chains=(study.wordnet.chain_roots, study.wordnet.chain_rows),
-        n_simplices=STABILITY_SIMPLICES,
+def declare_text_property(
+    name: str, statistic: str, claim: str, evaluate: Evaluate, domain: Domain
+) -> None:
+    """Declare one of the WordNet properties (one source, tolerance and gauge for all)."""
+    declare(
+        Property(
+            name=name,
+            statistic=statistic,
+            claim=claim,
+            source="notebook §2, §3, §13",
+            version=1,
+            tolerance=Tolerance(abs=1e-4),
+            domain=domain,
+            gauge=Gauge.NONE,
+            kind="text",
+            evaluate=evaluate,
+        )
     )
-    s = result.summaries
-    measured = s["model/path/spearman"]
-    null = s["null/path/spearman"]
-    diff = s["model-null/path/spearman"]
-    expected = None
-    if claims_apply(model):
-        expected = above_null(
-            measured.mean,
-            null.mean,
-            diff.interval,
-            "claim: over seeds, the path-similarity Spearman exceeds the random-init null's "
-            "by a margin whose t interval (per-seed paired differences) excludes 0 "
-            f"(difference CI [{diff.interval.low:.4g}, {diff.interval.high:.4g}])",
-        )
-    finding = Finding(
-        model=model.name,
-        property="wordnet_stability",
-        statistic=(
-            f"mean over {n_seeds} seeds of the path-similarity Spearman "
-            f"({result.n_items} synsets and {result.n_pairs} pairs per seed)"
-        ),
-        value=measured.mean,
-        expected=band(expect, expected),
-        null=Null(null.mean, NULL_KIND),
-        interval=measured.interval,
-        n=n_seeds,
-        seed=0,
-        random_init=model.random_init,
-        details={"stability": result.as_dict()},
-    )
-    plots = [
-        Evidence(
-            f"per-seed {label}",
-            seed_strips(
-                {
-                    MODEL: s[f"model/{key}"].values,
-                    NULL: s[f"null/{key}"].values,
-                    **({"model - null": s[f"model-null/{key}"].values} if paired else {}),
-                },
-                f"{model.name}: {label} over {n_seeds} seeds",
-                label,
-            ),
-        )
-        for key, label, paired in (
-            ("path/spearman", "path-similarity Spearman", True),
-            ("wup/spearman", "Wu-Palmer Spearman", True),
-            ("hypernym_decay", "hypernym decay", True),
-            ("simplex_cv", "pentachoron CV of definitions", False),
-        )
-        if f"model/{key}" in s
-    ]
-    return Evaluation(finding, tuple(plots))
 
 
 for _name, _statistic, _claim_text, _fn, _domain in (
@@ -446,25 +400,5 @@ for _name, _statistic, _claim_text, _fn, _domain in (
         lexname_lift,
         REAL,
     ),
-    (
-        "wordnet_stability",
-        "mean over seeds of the path-similarity Spearman",
-        "the alignment with WordNet holds over seeds (t interval of paired differences)",
-        stability,
-        COSINE,
-    ),
 ):
-    declare(
-        Property(
-            name=_name,
-            statistic=_statistic,
-            claim=_claim_text,
-            source="notebook §2, §3, §13",
-            version=1,
-            tolerance=Tolerance(abs=1e-4),
-            domain=_domain,
-            gauge=Gauge.NONE,
-            kind="text",
-            evaluate=_fn,
-        )
-    )
+    declare_text_property(_name, _statistic, _claim_text, _fn, _domain)

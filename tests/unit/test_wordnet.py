@@ -24,11 +24,13 @@ from terrain.wordnet import (
     WordNetMissingError,
     corpus_dir,
     data_dir,
-    hypernym_chains,
     lexnames_text,
     load_wordnet,
     missing_reason,
     parse_lexnames,
+)
+from terrain.wordnet_sample import (
+    hypernym_chains,
     relational_sample,
     sample_noun_synsets,
     similarity_matrices,
