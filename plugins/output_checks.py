@@ -39,14 +39,14 @@ def writable_folder_problem(folder: Path) -> str | None:
     return None
 
 
-def _given(config: pytest.Config, option: str) -> str | None:
+def _given(config: pytest.Config, option: str, what: str = "a path") -> str | None:
     """The option's value as typed; an empty or blank one is refused, not ignored."""
     value = config.getoption(option, None)
     if value is None:
         return None
     flag = "--" + option.replace("_", "-")
     if not str(value).strip():
-        raise pytest.UsageError(f"{flag}: an empty value; give a path")
+        raise pytest.UsageError(f"{flag}: an empty value; give {what}")
     if "\x00" in str(value) or len(str(value)) > 4096:
         raise pytest.UsageError(f"{flag} {str(value)[:60]!r}…: not a usable path")
     return str(value)
@@ -76,8 +76,8 @@ def _folder_option(flag: str, folder: Path, write: bool) -> None:
 
 def check_outputs(config: pytest.Config) -> None:
     """The checks of the module docstring, for every path option terrain reads."""
-    for option in ("models_file", "baseline_of"):
-        _given(config, option)
+    _given(config, "models_file")
+    _given(config, "baseline_of", "the name of a model whose baseline to compare with")
     findings = _given(config, "findings")
     if findings is not None:
         _file_option("--findings", findings, "findings.json")
