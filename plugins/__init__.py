@@ -17,5 +17,7 @@ pytest_plugins = [
     "terrain.plugins.evaluation",
     "terrain.plugins.collector",
     "terrain.plugins.html_report",
+    "terrain.plugins.output_checks",
+    "terrain.plugins.run_lock",
     "terrain.plugins.progress",
 ]

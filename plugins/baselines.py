@@ -19,6 +19,7 @@ import pytest
 from _pytest.outcomes import Failed
 
 from terrain.baselines import BaselineStore, Comparison
+from terrain.errors import TerrainError
 from terrain.findings import Finding
 from terrain.model import LoadedModel
 from terrain.property import declarations
@@ -92,7 +93,10 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     config = item.config
     if findings and not config.getoption("no_baselines"):
         model = item.funcargs.get("model")  # type: ignore[attr-defined]
-        problems = [_baseline(config, item, f, model) for f in findings]
+        try:
+            problems = [_baseline(config, item, f, model) for f in findings]
+        except TerrainError as e:  # an unreadable baseline file, an unwritable folder
+            problems = [str(e)]
         message = "\n\n".join(p for p in problems if p)
         if message:
             if failure is not None:

@@ -64,7 +64,7 @@ class FindingsCollector:
     # -- gathering ----------------------------------------------------------------------
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = terrain_data(report)
-        where = data.get("where")
+        where = data.get("where") or self._crashed(report)
         if not where:
             return
         model, test = where["model"], where["test"]
@@ -85,7 +85,8 @@ class FindingsCollector:
             self._progress(model, record["property"], self.cells[(model, test)], record["value"])
         if report.failed and not records:
             lines = report.longreprtext.strip().splitlines()
-            message = lines[-1] if lines else ""
+            crash = [line for line in lines if "crashed while running" in line]
+            message = crash[0].strip() if crash else (lines[-1] if lines else "")
             self.errors.append({**where, "when": report.when, "message": message})
             self.outcomes["error"] += 1
             self.cells[(model, test)] = {"status": "error", "text": message}
@@ -98,6 +99,25 @@ class FindingsCollector:
             self.cells[(model, test)] = {"status": status, "text": reason}
             if where.get("property"):
                 self.skips[(model, where["property"])] = reason
+
+    def _crashed(self, report: pytest.TestReport) -> dict[str, Any] | None:
+        """The model of a test whose worker died under it (SIGKILL, out of memory).
+
+        xdist reports such a test as failed, without anything this plugin attached: the
+        model is the test id's `@group` suffix (one group per model under loadgroup), else
+        the parameter id in brackets. The crash is a harness error of that model.
+        """
+        if not report.failed or "crashed while running" not in report.longreprtext:
+            return None
+        nodeid = report.nodeid
+        names = {spec.name for spec in settings(self.config).selected}
+        group = nodeid.rsplit("@", 1)[-1] if "@" in nodeid else None
+        bracket = nodeid[nodeid.find("[") + 1 : nodeid.rfind("]")] if "[" in nodeid else None
+        model = next((m for m in (group, bracket) if m in names), None)
+        if model is None:
+            return None
+        test = nodeid.split("::")[-1].split("[", 1)[0]
+        return {"model": model, "test": test}
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -192,7 +212,11 @@ class FindingsCollector:
             self.write_page(self.path("index.html"), verdict, env)
             self.keep_test_log()
         except OutputError as e:
+            # Checked writable before the run, yet lost since (a full disk, a folder
+            # removed): the run must not end as a pass with nothing kept.
             _warn(self.config, str(e))
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = EXIT_HARNESS_ERROR
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.findings or self.errors:
@@ -219,7 +243,8 @@ class FindingsCollector:
         write_bytes(target, tmp.read_bytes())
         plugin = self.html_plugin()
         if plugin is not None:
-            plugin._report_path = target  # its terminal line names the kept page
+            # its terminal line names the kept page (as a file URI: an absolute path)
+            plugin._report_path = target.absolute()
 
     def drop_test_log(self) -> None:
         if self.html_tmp is None:

@@ -4,6 +4,7 @@ The models' provenance and census are on the findings page (plugins/collector.py
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from terrain.report.html import (
 
 from .recording import terrain_data
 
+_TEST_ID_CELL = '<td class="col-testId">'
 COLUMNS = ("Model", "Property", "Value", "Expected", "Null", "CI", "Outcome")
 
 
@@ -51,6 +53,12 @@ def pytest_html_results_table_row(
             record["kind"],
         ]
     cells[2:2] = [cell(v) for v in values]
+    # pytest-html puts the node id in its cell unescaped, and its page sets each cell as
+    # HTML: a model or tensor name with markup in a test id would be live there.
+    for i, html in enumerate(cells):
+        if html.startswith(_TEST_ID_CELL) and html.endswith("</td>"):
+            raw = html[len(_TEST_ID_CELL) : -len("</td>")]
+            cells[i] = f"{_TEST_ID_CELL}{escape(raw)}</td>"
 
 
 def pytest_html_results_table_html(report: pytest.TestReport, data: list[str]) -> None:

@@ -191,51 +191,6 @@ def _positive_int(option: str, raw: str | None) -> int | None:
     return value
 
 
-def writable_folder_problem(folder: Path) -> str | None:
-    """Why files cannot be created in `folder` (or in the folder that would hold it)."""
-    probe = folder
-    while not probe.exists():
-        if probe.parent == probe:
-            return f"none of {str(folder)!r} exists"
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"{str(probe)!r} is a file, not a folder"
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return f"{str(probe)!r} is not writable"
-    return None
-
-
-def check_outputs(config: pytest.Config) -> None:
-    """Output paths that cannot be written stop the run before any model is measured."""
-    findings = config.getoption("findings")
-    if findings is not None:
-        path = Path(os.path.expanduser(str(findings)))
-        if not str(findings).strip():
-            raise pytest.UsageError("--findings: an empty path; give the findings.json to write")
-        if path.is_dir() or str(findings).endswith(("/", os.sep)):
-            raise pytest.UsageError(
-                f"--findings {str(findings)!r}: a folder; give the file to write, e.g. "
-                f"{str(path / 'findings.json')!r}"
-            )
-        problem = writable_folder_problem(path.parent)
-        if problem:
-            raise pytest.UsageError(f"--findings {str(findings)!r}: {problem}")
-    for option, ini in (("baseline_dir", "terrain_baseline_dir"),):
-        chosen = chosen_path(config, option, ini)
-        if chosen is None:
-            continue
-        if not str(chosen).strip():
-            raise pytest.UsageError(f"--{option.replace('_', '-')}: an empty path")
-        if chosen.exists() and not chosen.is_dir():
-            raise pytest.UsageError(
-                f"--{option.replace('_', '-')} {str(chosen)!r}: a file, not a folder"
-            )
-        if config.getoption("update_baselines"):
-            problem = writable_folder_problem(chosen)
-            if problem:
-                raise pytest.UsageError(f"--{option.replace('_', '-')} {str(chosen)!r}: {problem}")
-
-
 def _synthetic_dirs(*roots: Path) -> tuple[Path, ...]:
     """configs/ beside the models file (where terrain ships them), fixtures/configs beside
     it and in the rootdir, and the configs terrain ships."""
@@ -249,7 +204,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "weights: reads tensors only, never builds the nn.Module")
     config.addinivalue_line("markers", "forward: builds the nn.Module and runs it")
     settings(config)  # fail fast on a bad models file, before collection
-    check_outputs(config)
     local = config.rootpath / ".wordnet"
     if local.is_dir():  # a project's own corpus (terrain's repository: `make wordnet`)
         os.environ.setdefault(WORDNET_ENV, str(local))

@@ -8,6 +8,7 @@ own folder (so the rename stays on one file system), is flushed to disk, and
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -27,6 +28,7 @@ def write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically, creating its folder."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _drop_leftovers(path)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
         raise OutputError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
@@ -40,3 +42,14 @@ def write_bytes(path: Path, data: bytes) -> None:
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
         raise OutputError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
+
+
+def _drop_leftovers(path: Path) -> None:
+    """Temporary files of `path` left by a writer that was killed before its rename.
+
+    Only one writer at a time writes a given target (xdist workers write distinct
+    baselines, the controller writes the reports, and a run lock keeps other runs out
+    of the folder), so a temporary file of the same target is a dead writer's.
+    """
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)

@@ -24,8 +24,9 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
+from terrain.architecture import check_config_fields
 from terrain.errors import CheckpointError
-from terrain.shards import INDEX_FILE, ShardMap, StoredTensor, shard_map
+from terrain.shards import INDEX_FILE, ShardMap, StoredTensor, check_regular, shard_map
 
 __all__ = ["INDEX_FILE", "Checkpoint", "check_float", "non_finite_count"]
 
@@ -74,10 +75,14 @@ class Checkpoint:
     @cached_property
     def config(self) -> dict[str, Any]:
         cfg_path = self.path / "config.json"
-        if not cfg_path.exists():
+        if not cfg_path.exists() and not cfg_path.is_symlink():
             raise CheckpointError(f"model {self.name!r}: no config.json in {str(self.path)!r}")
-        if not cfg_path.is_file():
-            raise CheckpointError(f"model {self.name!r}: {str(cfg_path)!r} is not a regular file")
+        if cfg_path.is_symlink() and not cfg_path.resolve().is_relative_to(self.path.resolve()):
+            raise CheckpointError(
+                f"model {self.name!r}: {str(cfg_path)!r} is a symbolic link leaving the "
+                "checkpoint folder"
+            )
+        check_regular(self.name, cfg_path)
         try:
             if cfg_path.stat().st_size > _MAX_CONFIG_BYTES:
                 raise CheckpointError(
@@ -91,6 +96,7 @@ class Checkpoint:
             ) from None
         if not isinstance(data, dict):
             raise CheckpointError(f"model {self.name!r}: {str(cfg_path)!r} is not a JSON object")
+        check_config_fields(f"model {self.name!r}: {str(cfg_path)!r}", data)
         return data
 
     @cached_property
@@ -132,6 +138,10 @@ class Checkpoint:
         """Bytes of the stored tensor."""
         entry = self._entry(name)
         return entry.numel * _ITEM_BYTES.get(entry.dtype, 4)
+
+    def entry(self, name: str) -> StoredTensor:
+        """Where a tensor is stored, its dtype and shape, as its file's header says."""
+        return self._entry(name)
 
     def _entry(self, name: str) -> StoredTensor:
         entry = self.shards.tensors.get(name)

@@ -2,16 +2,21 @@
 property declarations.
 
 Reading refuses what a data file has no business holding: more than `MAX_BYTES`, bytes
-that are not UTF-8, YAML anchors and aliases (the "billion laughs" expansion), tags, and
-duplicate keys (plain safe_load keeps the last). Validation is strict where a value is a
-switch or a number: `trust_remote_code` is a YAML boolean or nothing, every band is finite
-and inside its property's domain (terrain/property.py). Every error names the file, the
-model and the field, says what was expected, and is cut to `MAX_MESSAGE` characters so
+that are not UTF-8, YAML anchors and aliases (the "billion laughs" expansion), tags,
+nesting deeper than `MAX_DEPTH`, and duplicate keys (plain safe_load keeps the last).
+Only `true` and `false` are booleans (YAML 1.2): YAML 1.1's `yes`, `on`, `y` stay strings,
+so a switch such as `trust_remote_code: on` is refused instead of turning code on.
+Validation is strict where a value is a switch or a number: `trust_remote_code` is a
+YAML boolean or nothing, every band is finite and inside its property's domain
+(terrain/property.py). Every error names the file, the model and the field, says what
+was expected, and is cut to `MAX_MESSAGE` characters so
 that no input is echoed at length.
 """
 
 from __future__ import annotations
 
+import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -38,6 +43,7 @@ DType = Literal["float32", "float64", "bfloat16", "float16"]
 MAX_BYTES = 1 << 20  # a models file is a page of text, not a megabyte
 MAX_MESSAGE = 2000  # characters of any one error message
 _SHOWN = 80  # characters of an offending value quoted in a message
+MAX_DEPTH = 32  # nesting of mappings and lists; a models file needs four or five
 
 
 def clip(text: str, limit: int = MAX_MESSAGE) -> str:
@@ -107,9 +113,26 @@ class ModelsConfig(_Strict):
 
 
 class _SafeDataLoader(yaml.SafeLoader):
-    """A safe loader for plain data: no anchors or aliases, no duplicate keys."""
+    """A safe loader for plain data: no anchors or aliases, no duplicate keys, bounded
+    nesting, YAML 1.2 booleans."""
+
+    depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
+        # Bounded nesting: "[[[[…" thousands deep would otherwise end in a RecursionError.
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise ConfigError(
+                    f"{self.name}:{mark.line + 1}: nested deeper than {MAX_DEPTH} levels; "
+                    "a models file is a flat list of entries"
+                )
+            return self._compose_checked(parent, index)
+        finally:
+            self.depth -= 1
+
+    def _compose_checked(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()  # type: ignore[no-untyped-call]
             raise ConfigError(
@@ -143,11 +166,24 @@ def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -
 _SafeDataLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
 )
+# YAML 1.2 booleans: drop YAML 1.1's (yes/no/on/off/y/n) and resolve true/false only.
+_SafeDataLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SafeDataLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
 
 
 def read_yaml(path: Path) -> Any:
     """A models file's data, read within the limits of the module docstring."""
     try:
+        # A FIFO or a device (/dev/zero) would block or never end: plain files only.
+        if path.exists() and not path.is_dir() and not stat.S_ISREG(path.stat().st_mode):
+            raise ConfigError(f"{path}: not a regular file (a pipe or a device?)")
         with path.open("rb") as fh:
             raw = fh.read(MAX_BYTES + 1)
     except IsADirectoryError:

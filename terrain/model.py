@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 import torch
 
 from terrain.anatomy import Anatomy, build_anatomy
+from terrain.architecture import model_class
 from terrain.battery import DEFAULT_BUDGET, BatteryResult, StreamOptions, run_battery
-from terrain.checkpoint import Checkpoint
+from terrain.checkpoint import Checkpoint, check_float
 from terrain.checks.text import TEXT_CPU_PARAMETERS
 from terrain.config import ModelSpec
 from terrain.forward.runner import ForwardRunner
@@ -227,7 +228,17 @@ def open_model(
 ) -> LoadedModel:
     checkpoint = open_checkpoint(source.path, spec.name)
     checkpoint.validate()
+    # The class a module would be built from, checked now: a name that is no transformers
+    # model class fails this model's tests with one line, not each forward test its own way.
+    where = f"model {spec.name!r}: {str(checkpoint.path / 'config.json')!r}"
+    model_class(where, checkpoint.config, remote_code=spec.trust_remote_code)
     anatomy = build_anatomy(checkpoint, checkpoint.config, spec.family)
+    # Dtype policy (terrain/checkpoint.py): every tensor with a role is a weight, so an
+    # integer or boolean one refuses the model here, before any measure casts it.
+    stored = checkpoint.shards.tensors
+    for role in anatomy.roles:
+        if role.tensor in stored:
+            check_float(spec.name, stored[role.tensor])
     return LoadedModel(spec, source, checkpoint, anatomy, device, cache_dir, dtype or spec.dtype)
 
 

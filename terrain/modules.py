@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from terrain.architecture import model_class
 from terrain.checkpoint import Checkpoint, non_finite_count
 from terrain.errors import CheckpointError
 
@@ -23,8 +24,8 @@ def build_module(
     `architectures` when transformers has it, else AutoModel. Safetensors only."""
     import transformers
 
-    names = checkpoint.config.get("architectures") or []
-    cls = getattr(transformers, names[0], None) if names else None
+    where = f"model {checkpoint.name!r}: {str(checkpoint.path / 'config.json')!r}"
+    cls = model_class(where, checkpoint.config, remote_code=trust_remote_code)
     loader = cls if cls is not None else transformers.AutoModel
     try:
         module, info = loader.from_pretrained(

@@ -16,6 +16,7 @@ that a streaming pass reads each file front to back once.
 from __future__ import annotations
 
 import json
+import stat
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ class ShardMap:
 
 def read_header(model: str, file: Path) -> dict[str, Any]:
     """The JSON header of one safetensors file, with its declared length checked."""
+    check_regular(model, file)
     try:
         with file.open("rb") as fh:
             head = fh.read(8)
@@ -132,6 +134,19 @@ def _inside(model: str, folder: Path, name: object, where: str) -> Path:
     return path
 
 
+def check_regular(model: str, path: Path) -> None:
+    """Refuse a pipe, a device or a folder where a file is read: opening a FIFO blocks until
+    a writer comes, and /dev/zero never ends."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        raise CheckpointError(f"model {model!r}: cannot read {str(path)!r}: {e.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(
+            f"model {model!r}: {str(path)!r} is not a regular file (a pipe, a device or a folder)"
+        )
+
+
 def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     for key, value in pairs:
@@ -147,6 +162,7 @@ class _DuplicateKeyError(Exception):
 
 
 def _weight_map(model: str, index: Path) -> dict[str, str]:
+    check_regular(model, index)
     try:
         if index.stat().st_size > _MAX_INDEX_BYTES:
             raise CheckpointError(
@@ -175,7 +191,8 @@ def _weight_map(model: str, index: Path) -> dict[str, str]:
 def shard_map(model: str, folder: Path) -> ShardMap:
     """The checked map of every tensor in `folder` (see the module docstring)."""
     index = folder / INDEX_FILE
-    if index.is_file():
+    if index.exists() or index.is_symlink():
+        _inside(model, folder, INDEX_FILE, "the folder")
         return _indexed(model, folder, index)
     files = sorted(folder.glob("*.safetensors"))
     if not files:

@@ -19,7 +19,8 @@ from typing import Any
 
 from filelock import FileLock
 
-from terrain.errors import SourceError
+from terrain.architecture import check_config_fields, model_class
+from terrain.errors import CheckpointError, SourceError
 from terrain.family import named_layout
 
 PROVENANCE_FILE = "terrain_synthetic.json"
@@ -69,6 +70,12 @@ def random_init_replica(
     Safe under xdist: a file lock serialises builders and the folder appears atomically.
     """
     key = replica_key(config, seed)
+    # model_type names the folder (and its lock file): a plain name only, never a path
+    # that the config chooses ("../x" would land outside the cache).
+    try:
+        check_config_fields(f"synthetic model {label!r}: config", config)
+    except CheckpointError as e:
+        raise SourceError(str(e)) from None
     model_type = str(config.get("model_type", "model"))
     target = cache_dir / "synthetic" / f"{model_type}-{key}"
     if is_random_init(target):
@@ -112,8 +119,7 @@ def _build(config: Mapping[str, Any], seed: int, out: Path, label: str) -> None:
             raise SourceError(
                 f"synthetic model {label!r}: transformers cannot build config: {e}"
             ) from None
-        architectures = clean.get("architectures") or []
-        cls = getattr(transformers, architectures[0], None) if architectures else None
+        cls = model_class(f"synthetic model {label!r}: config", clean)
         torch.manual_seed(seed)
         with torch.device("cpu"):
             build = cls if cls is not None else transformers.AutoModel.from_config

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from terrain.anatomy.base import Anatomy
+from terrain.architecture import model_class
 from terrain.errors import AnatomyError, CheckpointError
 from terrain.family import family_for_config, get_family, named_layout
 
@@ -69,8 +70,7 @@ def _on_meta(
         hf_config = transformers.AutoConfig.for_model(model_type, **clean)
     except (ValueError, KeyError, TypeError) as e:
         raise AnatomyError(f"model {name!r}: transformers cannot build the config: {e}") from None
-    architectures = clean.get("architectures") or []
-    cls = getattr(transformers, architectures[0], None) if architectures else None
+    cls = model_class(f"model {name!r}: config", clean)
     build: Any = cls if cls is not None else transformers.AutoModel.from_config
     with torch.device("meta"):
         model = build(hf_config)

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from terrain.architecture import model_class
 from terrain.errors import SourceError
 
 # Config keys that say where a checkpoint came from, not what it computes.
@@ -59,8 +60,7 @@ def build_meta_model(config: Mapping[str, Any], label: str) -> Any:
         hf_config = transformers.AutoConfig.for_model(model_type, **clean)
     except (ValueError, KeyError, TypeError) as e:
         raise SourceError(f"{label}: transformers cannot build the config: {e}") from None
-    architectures = clean.get("architectures") or []
-    cls = getattr(transformers, architectures[0], None) if architectures else None
+    cls = model_class(f"{label}: config", clean)
     build: Any = cls if cls is not None else transformers.AutoModel.from_config
     with torch.device("meta"):
         return build(hf_config)

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import torch
 
 from terrain.anatomy import Anatomy, build_anatomy
+from terrain.architecture import model_class
 from terrain.battery import BatteryResult, StreamOptions, run_battery
 from terrain.errors import SourceError
 from terrain.family import named_layout
@@ -129,8 +130,7 @@ def initialised_module(config: Mapping[str, Any], seed: int, label: str) -> Any:
     del model
     clean = {k: v for k, v in config.items() if k != "model_type"}
     hf_config = transformers.AutoConfig.for_model(str(config["model_type"]), **clean)
-    architectures = clean.get("architectures") or []
-    cls = getattr(transformers, architectures[0], None) if architectures else None
+    cls = model_class(f"model {label!r}: config", clean)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         with torch.device("cpu"):
