@@ -235,10 +235,13 @@ def open_model(
     anatomy = build_anatomy(checkpoint, checkpoint.config, spec.family)
     # Dtype policy (terrain/checkpoint.py): every tensor with a role is a weight, so an
     # integer or boolean one refuses the model here, before any measure casts it.
-    stored = checkpoint.shards.tensors
-    for role in anatomy.roles:
-        if role.tensor in stored:
-            check_float(spec.name, stored[role.tensor])
+    # (A GGUF file's tensors are dequantized to float32; its validate() refused the types
+    # gguf cannot dequantize.)
+    if isinstance(checkpoint, Checkpoint):
+        stored = checkpoint.shards.tensors
+        for role in anatomy.roles:
+            if role.tensor in stored:
+                check_float(spec.name, stored[role.tensor])
     return LoadedModel(spec, source, checkpoint, anatomy, device, cache_dir, dtype or spec.dtype)
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from terrain.checkpoint import Checkpoint
 from terrain.config import ModelSpec
 from terrain.errors import TerrainError
 from terrain.model import LoadedModel, open_model
@@ -151,6 +152,7 @@ def test_remote_code_is_not_imported_even_when_a_module_is_built(
     )
     (folder / "config.json").write_text(config)
     model = _open(folder)
+    assert isinstance(model.checkpoint, Checkpoint)
     with contextlib.suppress(TerrainError):
         build_module(model.checkpoint, dtype="float32", device="cpu", trust_remote_code=False)
     assert not (outside / "IMPORTED").exists()
