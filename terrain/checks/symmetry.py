@@ -40,6 +40,7 @@ from terrain.symmetry import (
     catalogued_families,
     measure,
 )
+from terrain.symmetry.native_norms import native_norms, resolution
 
 if TYPE_CHECKING:
     from terrain.model import LoadedModel
@@ -59,6 +60,7 @@ def measure_symmetry(model: LoadedModel, name: str) -> Evaluation:
     results: list[tuple[Any, SymmetryResult]] = []
     skipped: list[str] = []  # cases where it does not apply (a hybrid stack's linear blocks)
     derivation = float32_reason = ""
+    resolutions: list[tuple[float, str, list[str]]] = []
     for case in runner.cases():
         try:
             module = runner.module(case)
@@ -75,7 +77,11 @@ def measure_symmetry(model: LoadedModel, name: str) -> Evaluation:
             continue
         derivation = entry.derivation
         float32_reason = entry.float32_reason or ""
-        result = measure(weights, entry, case.inputs, DRAWS, control_seeds=CONTROL_DRAWS)
+        # the library's float32-casting RMSNorms run in float64 for the check, so the
+        # output has float64 resolution (terrain/symmetry/native_norms.py)
+        with native_norms(module) as patched:
+            result = measure(weights, entry, case.inputs, DRAWS, control_seeds=CONTROL_DRAWS)
+            resolutions.append((*resolution(module, case.dtype, patched=True), patched))
         results.append((case, result))
     runner.release()
     if not results:  # no case of this model has what the symmetry acts on
@@ -111,6 +117,11 @@ def measure_symmetry(model: LoadedModel, name: str) -> Evaluation:
                 for case, r in results
             ],
             "worst_case": worst_case.label,
+            # the finest relative change the output path represents (its dtype's ε, or
+            # float32's where a norm still casts); a violation below it cannot be seen
+            "resolution": max(r[0] for r in resolutions),
+            "resolution_reason": max(resolutions)[1],
+            "norms_in_input_dtype": sorted({c for r in resolutions for c in r[2]}),
             "not_applicable_cases": skipped,
         },
     )
