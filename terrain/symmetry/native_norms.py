@@ -63,9 +63,12 @@ NATIVE_FORMS: dict[str, Callable[[Any], Callable[..., torch.Tensor]]] = {
 
 
 def _casting_norms(module: Any) -> Iterator[Any]:
-    """Submodules that are an RMSNorm of some library class (they may cast to float32)."""
+    """Submodules of a norm class that computes in float32 whatever the dtype: the RMSNorms,
+    and T5's (its mean square is taken in float32; it is not patched, so a T5 module keeps
+    float32 resolution in the direction of each token's scale, and says so)."""
     for sub in module.modules():
-        if "RMSNorm" in type(sub).__name__:
+        name = type(sub).__name__
+        if "RMSNorm" in name or name.endswith("T5LayerNorm"):
             yield sub
 
 
