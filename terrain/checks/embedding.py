@@ -31,7 +31,7 @@ from terrain.battery.reader import Reader
 from terrain.checks.common import band, null_of
 from terrain.errors import AnatomyError
 from terrain.findings import Expected, Finding, Null
-from terrain.measures.embedding import SEED_REFERENCE, EmbeddingGeometry
+from terrain.measures.embedding import SEED_REFERENCE, EmbeddingGeometry, covariance_eigenvalues
 from terrain.measures.simplex import SimplexCV, gaussian_null_cv, simplex_cv
 from terrain.measures.sparsity import count_tensor
 from terrain.property import (
@@ -208,21 +208,18 @@ def _table_std(model: LoadedModel, entry: TensorRole) -> float:
 
 
 def _covariance_matched(
-    model: LoadedModel, dim: int, std: float, n: int, seed: int
-) -> SimplexCV | None:
-    """The CV of Gaussian points with the embedding's covariance (None when the battery
-    has no covariance spectrum of the table)."""
-    geometry = model.battery().embedding
-    if geometry is None or len(geometry.eigenvalues) != dim:
-        return None
+    model: LoadedModel, table: torch.Tensor, std: float, n: int, seed: int
+) -> SimplexCV:
+    """The CV of Gaussian points with the token table's own covariance spectrum (read from
+    the table alone, in row chunks: no other tensor of the model is needed)."""
+    dim = int(table.shape[1])
+    eigenvalues = covariance_eigenvalues(table)
     return gaussian_null_cv(
-        dim, std, n_simplices=n, seed=seed, device=model.device, eigenvalues=geometry.eigenvalues
+        dim, std, n_simplices=n, seed=seed, device=model.device, eigenvalues=eigenvalues
     )
 
 
-def _matched_text(matched: SimplexCV | None) -> str:
-    if matched is None:
-        return ""
+def _matched_text(matched: SimplexCV) -> str:
     return (
         f"; covariance-matched Gaussian (the embedding's covariance): {matched.value:.4g} "
         "(isotropic vs matched: anisotropy; matched vs value: structure beyond covariance)"
@@ -237,7 +234,7 @@ def pentachoron_cv(model: LoadedModel, expect: SimplexCVExpect | None) -> Evalua
     std = _table_std(model, entry)
     dim = int(table.shape[1])
     null = gaussian_null_cv(dim, std, n_simplices=n, seed=seed, device=model.device)
-    matched = _covariance_matched(model, dim, std, n, seed)
+    matched = _covariance_matched(model, table, std, n, seed)
     finding = Finding(
         model=model.name,
         property="simplex_cv",
@@ -255,7 +252,7 @@ def pentachoron_cv(model: LoadedModel, expect: SimplexCVExpect | None) -> Evalua
             "null": null.as_dict(),
             # same covariance as the embedding: iso − matched is the anisotropy's effect,
             # matched − measured what lies beyond the covariance (clusters, tails)
-            "null_covariance_matched": matched.as_dict() if matched is not None else None,
+            "null_covariance_matched": matched.as_dict(),
         },
     )
     plot = volume_histogram(
