@@ -29,6 +29,7 @@ from terrain.report.claims import claim_rows
 from terrain.report.environment import environment
 from terrain.report.html import fmt
 from terrain.report.page import render_page, write_page
+from terrain.significance import control_fdr
 
 from .loading import LOADS, worker_id
 from .options import settings
@@ -60,6 +61,7 @@ class FindingsCollector:
         self.outcomes: Counter[str] = Counter()  # kind -> findings (or skipped tests)
         self.skips: dict[tuple[str, str], str] = {}  # (model, property) -> reason
         self.html_tmp: Path | None = None  # pytest-html's page, moved in when reported
+        self.fdr: dict[str, Any] = {}  # the run's Benjamini–Hochberg summary (at finish)
 
     # -- gathering ----------------------------------------------------------------------
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -179,7 +181,13 @@ class FindingsCollector:
             for k, label in order
             if self.outcomes.get(k) or k in always
         ]
-        return f"terrain: {n} findings on {models} model{'s' * (models != 1)}: " + ", ".join(parts)
+        line = f"terrain: {n} findings on {models} model{'s' * (models != 1)}: " + ", ".join(parts)
+        if self.fdr.get("tested"):
+            line += (
+                f"; differs from chance: {self.fdr['survive']} of {self.fdr['tested']} "
+                f"survive Benjamini-Hochberg at q = {self.fdr['q']:g}"
+            )
+        return line
 
     def reported(self) -> bool:
         return bool(self.findings or self.errors or self.config.getoption("findings"))
@@ -206,6 +214,7 @@ class FindingsCollector:
         if not self.reported():
             self.drop_test_log()
             return
+        self.fdr = annotate_fdr(self.findings)
         env = environment(self.config.rootpath)  # one record of the run for both files
         try:
             self.write(self.path("findings.json"), verdict, env)
@@ -272,6 +281,7 @@ class FindingsCollector:
             evidence=self.evidence,
             errors=self.errors,
             tests_page="tests.html" if self.html_tmp is not None else None,
+            fdr=self.fdr,
         )
         write_page(path, html)
 
@@ -294,6 +304,7 @@ class FindingsCollector:
             "schema_version": FINDINGS_SCHEMA_VERSION,
             "verdict": verdict,
             "summary": self.summary(),
+            "fdr": self.fdr,
             "environment": env,
             "models": self.model_table(),
             "findings": sorted(self.findings, key=lambda r: (r["model"], r["property"])),
@@ -302,6 +313,19 @@ class FindingsCollector:
 
     def write(self, path: Path, verdict: dict[str, Any], env: dict[str, Any]) -> None:
         write_text(path, json.dumps(self.document(verdict, env), indent=1, default=str))
+
+
+def annotate_fdr(findings: list[dict[str, Any]]) -> dict[str, Any]:
+    """Benjamini–Hochberg over the run's "differs from chance" claims: each tested record
+    gets its `q_value` and `fdr_survives`; the summary counts them (terrain.significance)."""
+    result = control_fdr(findings)
+    for record, q in zip(findings, result.pop("qvalues"), strict=True):
+        record["q_value"] = q
+        record["fdr_survives"] = None if q is None else bool(q <= result["q"])
+    result["not_surviving"] = [
+        [r["model"], r["property"]] for r in findings if r["fdr_survives"] is False
+    ]
+    return result
 
 
 def _warn(config: pytest.Config, message: str) -> None:

@@ -22,3 +22,8 @@ def test_participation_ratio_against_marchenko_pastur(evaluate: PropertyCheck) -
 def test_condition_number(evaluate: PropertyCheck) -> None:
     """Condition number σ_max/σ_min of every projection, beside the null."""
     evaluate("spectral_condition_number")
+
+
+def test_least_stable_rank_against_its_null(evaluate: PropertyCheck) -> None:
+    """The least stable rank over every projection, beside the null of that minimum."""
+    evaluate("spectral_stable_rank_min")

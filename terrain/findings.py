@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from terrain.significance import Significance, against_null
 from terrain.stats import Interval
 
 Verdict = Literal["pass", "fail", "no-expectation"]
-FINDINGS_SCHEMA_VERSION = 2  # 2: verdict status fail/incomplete, summary, kind
+FINDINGS_SCHEMA_VERSION = 3  # 2: verdict status fail/incomplete, summary, kind; 3: tests
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,10 @@ class Null:
     kind: str  # e.g. "random-init replica", "analytic 1/sqrt(n)", "Gaussian points"
     sd: float | None = None  # over the null's seeds (None: analytic, or a single draw)
     samples: tuple[float, ...] = ()
+    # An analytic null's exact p-value of the finding's value, and the law it comes from
+    # (sampled nulls are tested in terrain.significance from their samples).
+    p_value: float | None = None
+    p_method: str | None = None
 
     @staticmethod
     def of(samples: Sequence[float], kind: str) -> Null:
@@ -112,7 +117,22 @@ class Finding:
         label = " [random init]" if self.random_init else ""
         return f"{head}; {expect}; {null}{label}"
 
+    def significance(self) -> Significance | None:
+        """The test of the value against its null (None: the null makes no such claim)."""
+        if self.null is None:
+            return None
+        return against_null(
+            self.value,
+            self.null.samples,
+            analytic_p=self.null.p_value,
+            analytic_method=self.null.p_method,
+            analytic_sd=self.null.sd if not self.null.samples else None,
+            analytic_mean=self.null.value,
+        )
+
     def as_record(self) -> dict[str, Any]:
         record = asdict(self)
         record["verdict"] = self.verdict
+        sig = self.significance()
+        record["significance"] = sig.as_dict() if sig is not None else None
         return record

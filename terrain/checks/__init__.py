@@ -19,6 +19,7 @@ from terrain.checks import (  # noqa: F401  (registration side effect)
     representation,
     sparsity,
     spectra,
+    spectra_least,
     symmetry,
     units,
     wordnet,

@@ -62,6 +62,13 @@ def expected_max_z(m: int) -> float:
     return float(value)
 
 
+def max_z_pvalue(x: float, m: int) -> float:
+    """P(max of m independent |N(0,1)| ≥ x) = 1 − (1 − 2·Φ̄(x))^m, the exact law of the
+    statistic (not of one cosine); log1p/expm1 keep small tails exact."""
+    tail = 2.0 * float(stats.norm.sf(x))
+    return float(-math.expm1(m * math.log1p(-min(tail, 1.0 - 1e-300))))
+
+
 def _in_scope(result: BatteryResult, attention: bool) -> list[RoleCorrelation]:
     return [c for c in result.crosslayer.values() if (c.role in ATTENTION) == attention]
 
@@ -102,9 +109,12 @@ def _evaluate(
     if model.null_plan.full:
         null = null_of(model, statistic)
     if null is None:
+        max_z = float(max(r.max_abs_adjacent * math.sqrt(r.n) for r in roles))
         null = Null(
             expected_max_z(pairs) / math.sqrt(worst.n),
             f"analytic: expected largest |cos| of {pairs} independent pairs of n={worst.n}",
+            p_value=max_z_pvalue(max_z, pairs),
+            p_method=f"exact law of the largest of {pairs} independent |z| = |cos|·√n",
         )
     finding = Finding(
         model=model.name,

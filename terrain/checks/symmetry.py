@@ -18,8 +18,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from terrain.baselines import Tolerance
 from terrain.errors import TerrainError
+from terrain.families.decoder import FLOAT32_NORM
 from terrain.findings import Expected, Finding, Null
 from terrain.property import (
     NONNEGATIVE,
@@ -40,6 +43,8 @@ from terrain.symmetry import (
     catalogued_families,
     measure,
 )
+from terrain.symmetry.measure import TOLERANCE
+from terrain.symmetry.native_norms import native_norms, resolution
 
 if TYPE_CHECKING:
     from terrain.model import LoadedModel
@@ -59,6 +64,7 @@ def measure_symmetry(model: LoadedModel, name: str) -> Evaluation:
     results: list[tuple[Any, SymmetryResult]] = []
     skipped: list[str] = []  # cases where it does not apply (a hybrid stack's linear blocks)
     derivation = float32_reason = ""
+    resolutions: list[tuple[float, str, list[str]]] = []
     for case in runner.cases():
         try:
             module = runner.module(case)
@@ -75,7 +81,11 @@ def measure_symmetry(model: LoadedModel, name: str) -> Evaluation:
             continue
         derivation = entry.derivation
         float32_reason = entry.float32_reason or ""
-        result = measure(weights, entry, case.inputs, DRAWS, control_seeds=CONTROL_DRAWS)
+        # the library's float32-casting RMSNorms run in float64 for the check, so the
+        # output has float64 resolution (terrain/symmetry/native_norms.py)
+        with native_norms(module) as patched:
+            result = measure(weights, entry, case.inputs, DRAWS, control_seeds=CONTROL_DRAWS)
+            resolutions.append((*resolution(module, case.dtype, patched=True), patched))
         results.append((case, result))
     runner.release()
     if not results:  # no case of this model has what the symmetry acts on
@@ -83,6 +93,10 @@ def measure_symmetry(model: LoadedModel, name: str) -> Evaluation:
         raise NotApplicableError(f"model {model.name!r}: {name}: {reason}")
     worst_case, worst = max(results, key=lambda x: x[1].max_error)
     tolerance = max(r.tolerance for _, r in results)
+    if float32_reason.endswith(FLOAT32_NORM) and max(r[0] for r in resolutions) < 1e-12:
+        # the only float32 step was the norm's cast, and the check ran the norms in float64
+        tolerance = TOLERANCE[torch.float64]
+        float32_reason = ""
     controls = [r.min_control_error for _, r in results]
     measured_controls = sorted({c.name for _, r in results for c in r.measured_controls})
     source = f"exact symmetry ({derivation})"
@@ -111,6 +125,11 @@ def measure_symmetry(model: LoadedModel, name: str) -> Evaluation:
                 for case, r in results
             ],
             "worst_case": worst_case.label,
+            # the finest relative change the output path represents (its dtype's ε, or
+            # float32's where a norm still casts); a violation below it cannot be seen
+            "resolution": max(r[0] for r in resolutions),
+            "resolution_reason": max(resolutions)[1],
+            "norms_in_input_dtype": sorted({c for r in resolutions for c in r[2]}),
             "not_applicable_cases": skipped,
         },
     )

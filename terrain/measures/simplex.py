@@ -339,8 +339,16 @@ def gaussian_null_cv(
     confidence: float = 0.95,
     chunk_size: int | None = None,
     device: torch.device | str = "cpu",
+    eigenvalues: NDArray[np.float64] | None = None,
 ) -> SimplexCV:
     """The null: pentachoron CV of i.i.d. N(0, std^2 I_dim) points.
+
+    With `eigenvalues` (of an embedding's covariance), the points are N(0, Σ) with that
+    spectrum instead: the covariance-matched null. Volumes are unchanged by a rotation of
+    the points, so Σ's eigenvalues are all it needs (axis-aligned sds √λ), and a mean is
+    irrelevant (volumes see differences only). Isotropic vs covariance-matched measures
+    what anisotropy alone does to the CV; covariance-matched vs the embedding, what
+    structure beyond the covariance (clusters, heavy tails) does.
 
     Each simplex gets 5 fresh Gaussian points (disjoint 5-tuples of a pool of
     5N), as in the research loop, so the volumes are i.i.d. and the CV depends
@@ -354,6 +362,11 @@ def gaussian_null_cv(
     if not (math.isfinite(std) and std > 0):
         raise ValueError(f"std must be a positive finite number, got {std}")
     _check_n_simplices(n_simplices)
+    scales = None
+    if eigenvalues is not None:
+        if len(eigenvalues) != dim or not np.all(np.isfinite(eigenvalues)):
+            raise ValueError(f"eigenvalues must be {dim} finite numbers")
+        scales = np.sqrt(np.clip(np.asarray(eigenvalues, dtype=np.float64), 0.0, None))
     rng = np.random.default_rng(seed)
     dev = torch.device(device)
     k = 4
@@ -361,7 +374,10 @@ def gaussian_null_cv(
     gram = torch.empty((n_simplices, k, k), dtype=torch.float64, device=dev)
     for start in range(0, n_simplices, chunk):
         m = min(chunk, n_simplices - start)
-        pts = torch.from_numpy(rng.normal(0.0, std, size=(m, k + 1, dim))).to(dev)
+        draw = rng.normal(0.0, std, size=(m, k + 1, dim))
+        if scales is not None:  # unit normals times the spectrum's sds
+            draw = draw / std * scales
+        pts = torch.from_numpy(draw).to(dev)
         e = pts[:, 1:] - pts[:, :1]
         torch.bmm(e, e.transpose(1, 2), out=gram[start : start + m])
     root_det, hadamard, positive = _eliminate(gram)

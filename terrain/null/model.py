@@ -38,7 +38,11 @@ from terrain.workpool import MemoryBudget
 
 T = TypeVar("T")
 FULL_NULL_PARAMETERS = 150_000_000
-NULL_SEEDS = (1, 2, 3)
+# Seeds of the null: five for a model whose null is built whole (enough for a spread and a
+# t test, terrain/significance.py), three above FULL_NULL_PARAMETERS, where each seed's
+# tensors are generated one per (shape, init) and cost a pass over the largest of them.
+NULL_SEEDS = (1, 2, 3, 4, 5)
+LARGE_NULL_SEEDS = (1, 2, 3)
 NULL_TABLE_ROWS = 8192
 NULL_SPECTRA_MAX_N = 1024
 _VOCAB_KEYS = ("vocab_size",)
@@ -68,13 +72,15 @@ class NullPlan:
 
 
 def plan_for(
-    config: Mapping[str, Any], parameters: int, seeds: tuple[int, ...] = NULL_SEEDS
+    config: Mapping[str, Any], parameters: int, seeds: tuple[int, ...] | None = None
 ) -> NullPlan:
+    if 0 in (seeds or ()):
+        raise ValueError("null seed 0 is the synthetic replica itself; a null uses others")
     if parameters <= FULL_NULL_PARAMETERS:
-        return NullPlan(seeds, True, dict(config), model_config=dict(config))
+        return NullPlan(seeds or NULL_SEEDS, True, dict(config), model_config=dict(config))
     cut, kept = truncated_config(config, per_type=1)
     _cut_vocab(cut)
-    return NullPlan(seeds, False, cut, kept, model_config=dict(config))
+    return NullPlan(seeds or LARGE_NULL_SEEDS, False, cut, kept, model_config=dict(config))
 
 
 def _cut_vocab(config: dict[str, Any]) -> None:

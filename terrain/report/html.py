@@ -32,7 +32,26 @@ def expected_text(record: Mapping[str, Any]) -> str:
 
 def null_text(record: Mapping[str, Any]) -> str:
     null = record.get("null")
-    return f"{fmt(null['value'])} ({null['kind']})" if null else "—"
+    if not null:
+        return "—"
+    spread = ""
+    if null.get("sd") is not None:
+        spread = f" ± {fmt(null['sd'])} (sd over {len(null.get('samples') or ())} seeds)"
+    return f"{fmt(null['value'])}{spread} ({null['kind']})"
+
+
+def chance_text(record: Mapping[str, Any]) -> str:
+    """z, p and the run's q-value, and whether the claim survives the correction."""
+    sig = record.get("significance")
+    if not sig or sig.get("p") is None:
+        return "not tested (no null with a spread or law)"
+    parts = [] if sig.get("z") is None else [f"z = {fmt(sig['z'])}"]
+    parts.append(f"p = {fmt(sig['p'])}")
+    q = record.get("q_value")
+    if q is not None:
+        parts.append(f"q = {fmt(q)}")
+        parts.append("survives BH" if record.get("fdr_survives") else "does not survive BH")
+    return ", ".join(parts)
 
 
 def interval_text(record: Mapping[str, Any]) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from terrain.atomic import write_text
-from terrain.report.html import expected_text, fmt, interval_text, null_text
+from terrain.report.html import chance_text, expected_text, fmt, interval_text, null_text
 
 STATUSES = ("pass", "fail", "regressed", "stale", "measured", "not-applicable", "skipped", "error")
 
@@ -26,6 +26,18 @@ class PropertySection:
     claim: str
     rows: list[dict[str, Any]]
     evidence: list[dict[str, str]]
+    gauge: str = ""  # the declaration's gauge label and its note
+
+
+def gauge_text(prop: str) -> str:
+    """The property's gauge label from its declaration ('' for a name it does not know)."""
+    from terrain.property import declarations
+
+    registry = declarations()
+    if prop not in registry:
+        return ""
+    decl = registry.get(prop)
+    return f"{decl.gauge.value}: {decl.gauge_note}" if decl.gauge_note else decl.gauge.value
 
 
 def _env() -> Environment:
@@ -52,6 +64,7 @@ def render_page(
     evidence: Mapping[tuple[str, str], Sequence[Mapping[str, str]]],
     errors: Sequence[Mapping[str, Any]],
     tests_page: str | None,
+    fdr: Mapping[str, Any] | None = None,
 ) -> str:
     tests = sorted({t for _, t in cells}, key=_test_order(findings))
     names = {f["test"]: f["property"] for f in findings}
@@ -63,6 +76,7 @@ def render_page(
                 "expected_text": expected_text(f),
                 "null_text": null_text(f),
                 "interval_text": interval_text(f),
+                "chance_text": chance_text(f),
                 "cell": cells.get((f["model"], test), {}),
             }
             for f in findings
@@ -70,7 +84,14 @@ def render_page(
         ]
         plots = [{"model": m, **e} for m in models for e in evidence.get((m, test), [])]
         sections.append(
-            PropertySection(test, names.get(test, test), claims.get(test, ""), rows, plots)
+            PropertySection(
+                test,
+                names.get(test, test),
+                claims.get(test, ""),
+                rows,
+                plots,
+                gauge_text(names.get(test, test)),
+            )
         )
     template = _env().get_template("findings.html.j2")
     return template.render(
@@ -86,6 +107,7 @@ def render_page(
         errors=errors,
         statuses=STATUSES,
         tests_page=tests_page,
+        fdr=fdr or {},
     )
 
 

@@ -63,7 +63,7 @@ def test_findings_file_carries_values_nulls_and_provenance(harness: Harness) -> 
     values = {p.get("value") for p in junit.iter("property") if p.get("name") == "terrain.value"}
     assert len(values) >= 6  # every measured finding carries its value into the JUnit XML
     doc = harness.findings()
-    assert doc["schema_version"] == 2
+    assert doc["schema_version"] == 3
     assert doc["environment"]["packages"]["torch"]
     assert {(f["model"], f["property"]) for f in doc["findings"]} == {
         (m, p)
