@@ -37,7 +37,9 @@ from terrain.tracing import forward_inputs
 if TYPE_CHECKING:
     from terrain.model import LoadedModel
 
-FORWARD_BUDGET = 2 << 30
+# Every model run whole (up to WHOLE_MODEL_PARAMETERS) fits in float64 with one
+# transformed copy (8 bytes × 2 per parameter: 2.4 GB); windows of larger models share it.
+FORWARD_BUDGET = 16 * WHOLE_MODEL_PARAMETERS
 SEQ_LEN = 8
 INPUT_SEED = 0
 
