@@ -16,7 +16,17 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from terrain.atomic import write_text
 from terrain.report.html import chance_text, expected_text, fmt, interval_text, null_text
 
-STATUSES = ("pass", "fail", "regressed", "stale", "measured", "not-applicable", "skipped", "error")
+STATUSES = (
+    "pass",
+    "baseline",
+    "fail",
+    "regressed",
+    "stale",
+    "measured",
+    "not-applicable",
+    "skipped",
+    "error",
+)
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,26 @@ def _figure(width: float, height: float) -> Any:
     return plt.figure(figsize=(width, height))
 
 
+# An adaptive palette of this many colours: a plot of a few series and one colormap shows
+# no visible change, and the PNG is about 4x smaller than full RGBA, which is what keeps
+# the self-contained findings page of the default models within its 2 MB.
+PALETTE_COLOURS = 256
+
+
 def _png(fig: Any) -> str:
     import matplotlib.pyplot as plt
+    from PIL import Image
 
     buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=80)
+    fig.savefig(buf, format="png", dpi=80, facecolor="white")
     plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    image = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    out = io.BytesIO()
+    image.quantize(colors=PALETTE_COLOURS, method=Image.Quantize.FASTOCTREE).save(
+        out, format="PNG", optimize=True
+    )
+    return base64.b64encode(out.getvalue()).decode("ascii")
 
 
 def volume_histogram(

@@ -95,7 +95,7 @@ def test_findings_file_carries_values_nulls_and_provenance(harness: Harness) -> 
     page = harness.page()
     assert '<h2 id="matrix">Findings matrix</h2>' in page
     assert page.count("data:image/png;base64,") == 6  # 3 plots per model: sparsity, cosine, volumes
-    assert 'tiny-t5</a> <span class="random">[random init]</span>' in page
+    assert 'tiny-t5</a><br><span class="random">[random init]</span>' in page  # matrix column
 
 
 def test_value_outside_band_fails_with_full_message(harness: Harness) -> None:
