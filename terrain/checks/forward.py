@@ -11,7 +11,7 @@ the whole model, or each window of the sample at real size).
   the config predicts, written from the model code (terrain.tracing).
 - layer_variation: for each pair of consecutive layers, ‖W_{l+1} − W_l‖/‖W_l‖ of every role
   before and after aligning layer l+1 to layer l with the family's exact symmetries
-  (terrain.measures.layer_variation); the aligned copy must give the same output, else
+  (terrain.symmetry.layer_variation); the aligned copy must give the same output, else
   the check fails. Measured beside the random-init null.
 """
 
@@ -27,7 +27,7 @@ import torch
 from terrain.baselines import Tolerance
 from terrain.errors import TerrainError
 from terrain.findings import Expected, Finding, Null
-from terrain.measures.layer_variation import (
+from terrain.symmetry.layer_variation import (
     ROLES,
     LayerVariation,
     measure_layer_variation,

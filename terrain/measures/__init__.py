@@ -1,1 +1,1 @@
-"""Pure measures: tensors (or an Anatomy) in, plain values out. No model loading here."""
+"""Pure measures: tensors and arrays in, plain values out. No model loading, no anatomy."""

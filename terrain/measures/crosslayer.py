@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from terrain.anatomy import Anatomy
 from terrain.measures.kernels import gram
 from terrain.stats import independent_cosine_sd
 
@@ -121,17 +120,3 @@ class RoleCorrelation:
             "matrix": [[float(x) for x in row] for row in self.matrix],
         }
 
-
-def crosslayer_correlation(
-    anatomy: Anatomy, roles: Sequence[str] = ("q", "k", "v", "o")
-) -> list[RoleCorrelation]:
-    """Correlation matrices of each role in each stack that has at least two layers."""
-    out: list[RoleCorrelation] = []
-    for stack in anatomy.stacks():
-        for role in roles:
-            entries = anatomy.layers(stack, role)
-            if len(entries) < 2:
-                continue
-            tensors = [anatomy.read(e) for e in entries]
-            out.append(RoleCorrelation(stack, role, cosine_matrix(tensors), tensors[0].numel()))
-    return out

@@ -10,7 +10,7 @@ import torch
 
 from terrain.anatomy import build_anatomy
 from terrain.checkpoint import Checkpoint
-from terrain.measures.layer_variation import (
+from terrain.symmetry.layer_variation import (
     LayerVariation,
     measure_layer_variation,
     permutation_by_cosine,
