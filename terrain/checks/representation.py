@@ -21,11 +21,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from terrain.baselines import Tolerance
+from terrain.bootstrap import paired_interval
 from terrain.checks.common import band
 from terrain.checks.text import above_null, text_module, tokenizer_of
 from terrain.errors import AnatomyError
 from terrain.findings import Expected, Finding, Null
-from terrain.measures.relational import paired_interval
 from terrain.measures.representation import (
     LAYER_SENTENCES,
     SEED_CATEGORIES,

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from terrain.baselines import Tolerance
+from terrain.bootstrap import Interval, paired_interval
 from terrain.checks.common import band
 from terrain.checks.text import above_null, text_module, tokenizer_of
 from terrain.errors import ConfigError
@@ -44,7 +45,6 @@ from terrain.measures.relational import (
     LabelLift,
     chain_decay,
     label_lift,
-    paired_interval,
     relational_alignment,
 )
 from terrain.property import (
@@ -68,7 +68,6 @@ from terrain.report.representation_plots import (
     interval_bars,
     similarity_scatter,
 )
-from terrain.stats import Interval
 from terrain.text_encoding import encode_for
 from terrain.wordnet import load_wordnet
 from terrain.wordnet_sample import RelationalSample, relational_sample

@@ -35,9 +35,15 @@ import torch
 from numpy.typing import NDArray
 from scipy import stats
 
-from terrain.measures.representation import resample_counts, unit_rows
+from terrain.bootstrap import (
+    Interval,
+    count_bootstrap,
+    percentile_interval,
+    resample_counts,
+)
+from terrain.measures.representation import unit_rows
 from terrain.measures.simplex import sample_simplex_indices, simplex_volumes
-from terrain.stats import Interval, coefficient_of_variation
+from terrain.stats import coefficient_of_variation
 
 __all__ = [
     "BANDS",
@@ -54,9 +60,7 @@ __all__ = [
     "label_lift",
     "pair_cosines",
     "pair_statistics",
-    "paired_interval",
     "relational_alignment",
-    "resample_counts",
     "sample_pairs",
     "seed_stability",
     "weighted_pearson",
@@ -77,7 +81,6 @@ BANDS: tuple[tuple[float, float], ...] = (
 HIGH_BAND = 0.25  # the stability run's "high" similarity: >= 0.25
 LOW_BAND = 0.10  # and its "low": < 0.10
 _GRAM_MAX_ROWS = 4096  # pair cosines from an N x N Gram matrix up to here (128 MiB)
-_CHUNK = 100  # bootstrap resamples per batch: (100, n_pairs) float64 arrays
 
 
 # --- building blocks ------------------------------------------------------------------
@@ -148,39 +151,6 @@ def weighted_spearman(
 ) -> NDArray[np.float64]:
     """Spearman correlation of (x, y) in each weighted multiset (rows of weights)."""
     return weighted_pearson(weighted_ranks(x, weights), weighted_ranks(y, weights), weights)
-
-
-def _interval(values: NDArray[np.float64], confidence: float, method: str) -> Interval:
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.nanquantile(values, [alpha, 1.0 - alpha])
-    return Interval(float(low), float(high), confidence, method)
-
-
-def paired_interval(
-    a: NDArray[np.float64], b: NDArray[np.float64], confidence: float = 0.95, what: str = ""
-) -> Interval:
-    """Percentile interval of a - b over bootstrap draws shared by a and b (same seed,
-    same resample counts), e.g. a model and its null measured on the same items."""
-    if a.shape != b.shape:
-        raise ValueError(f"paired draws must have the same shape, got {a.shape} and {b.shape}")
-    return _interval(a - b, confidence, f"paired bootstrap-percentile({a.size}){what}")
-
-
-def _boot(
-    fn: Any,
-    n: int,
-    n_bootstrap: int,
-    seed: int,
-) -> list[NDArray[np.float64]]:
-    """Run fn(weights) -> tuple of (B,) arrays over all resamples in chunks; concatenate."""
-    rng = np.random.default_rng(seed)
-    parts: list[tuple[NDArray[np.float64], ...]] = []
-    done = 0
-    while done < n_bootstrap:
-        b = min(_CHUNK, n_bootstrap - done)
-        parts.append(fn(resample_counts(n, b, rng)))
-        done += b
-    return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
 
 
 # --- correlation with a reference similarity -------------------------------------------
@@ -498,17 +468,19 @@ def relational_alignment(
         stats_of_w = engine(w, matrix, where, ranks)
         return tuple(stats_of_w[k] for k in keys)
 
-    boot = _boot(resampled, n_pairs, n_bootstrap, seed + 1)
+    boot = count_bootstrap(resampled, n_pairs, n_bootstrap, seed + 1)
     dist = dict(zip(keys, boot, strict=True))
     method = f"bootstrap-percentile({n_bootstrap}) over pairs"
     paired = f"paired {method}"
 
     def interval(key: tuple[str, ...]) -> Interval:
-        return _interval(dist[key], confidence, method)
+        return percentile_interval(dist[key], confidence, method)
 
     def difference(stat: str) -> dict[str, Interval]:
         return {
-            s: _interval(dist[("model", s, stat)] - dist[("null", s, stat)], confidence, paired)
+            s: percentile_interval(
+                dist[("model", s, stat)] - dist[("null", s, stat)], confidence, paired
+            )
             for s in sims
         }
 
@@ -609,7 +581,7 @@ def chain_decay(
         depth_low=np.asarray(low, dtype=np.float64),
         depth_high=np.asarray(high, dtype=np.float64),
         decay=float(means[0] - means[-1]),
-        interval=_interval(
+        interval=percentile_interval(
             boot[:, 0] - boot[:, -1], confidence, f"bootstrap-percentile({n_bootstrap}) over chains"
         ),
         n_chains=c,
@@ -692,7 +664,7 @@ def label_lift(
         return same - diff, same, diff
 
     lift, same, diff = (float(v[0]) for v in split(np.ones((1, len(u)))))
-    boot = _boot(lambda w: split(w)[:1], len(u), n_bootstrap, seed)[0]
+    boot = count_bootstrap(lambda w: split(w)[:1], len(u), n_bootstrap, seed)[0]
     per_label: dict[str, tuple[int, float]] = {}
     for g, idx in zip(np.flatnonzero(keep_label), groups, strict=True):
         s = u[idx].sum(axis=0)
@@ -700,7 +672,9 @@ def label_lift(
         per_label[str(names[g])] = (n, float((s @ s - np.sum(u[idx] ** 2)) / (n * (n - 1))))
     return LabelLift(
         lift=lift,
-        interval=_interval(boot, confidence, f"bootstrap-percentile({n_bootstrap}) over items"),
+        interval=percentile_interval(
+            boot, confidence, f"bootstrap-percentile({n_bootstrap}) over items"
+        ),
         same=same,
         different=diff,
         per_label=per_label,

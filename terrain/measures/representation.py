@@ -35,8 +35,8 @@ import torch
 from numpy.typing import NDArray
 from scipy import stats
 
+from terrain.bootstrap import Interval, percentile_interval, resample_counts
 from terrain.measures.simplex import simplex_cv
-from terrain.stats import Interval
 
 __all__ = [
     "LAYER_SENTENCES",
@@ -51,7 +51,6 @@ __all__ = [
     "mean_pairwise_cosine",
     "participation_ratio",
     "random_participation_ratio",
-    "resample_counts",
     "unit_rows",
     "weighted_pair_cosine",
 ]
@@ -182,19 +181,6 @@ def weighted_pair_cosine(u: NDArray[np.float64], weights: NDArray[np.float64]) -
     den = total * total - np.sum(weights * weights, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray(np.where(den > 0, num / den, np.nan), dtype=np.float64)
-
-
-def resample_counts(n: int, n_resamples: int, rng: np.random.Generator) -> NDArray[np.float64]:
-    """(n_resamples, n): how often each of n items is drawn in a size-n resample."""
-    draws = rng.integers(0, n, size=(n_resamples, n))
-    flat = (draws + np.arange(n_resamples)[:, None] * n).ravel()
-    return np.bincount(flat, minlength=n_resamples * n).reshape(n_resamples, n).astype(np.float64)
-
-
-def _percentile_interval(values: NDArray[np.float64], confidence: float, method: str) -> Interval:
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.nanquantile(values, [alpha, 1.0 - alpha])
-    return Interval(float(low), float(high), confidence, method)
 
 
 # --- digit manifold -------------------------------------------------------------------
@@ -381,7 +367,7 @@ def category_lift(
                 n_requested=(n_requested or {}).get(name, len(members)),
                 intra=intra,
                 lift=intra - global_mean,
-                interval=_percentile_interval(
+                interval=percentile_interval(
                     lift_boot, confidence, f"bootstrap-percentile({n_bootstrap}) over words"
                 ),
             )
@@ -397,7 +383,7 @@ def category_lift(
         skipped=tuple(skipped),
         global_mean=global_mean,
         mean_lift=mean_lift,
-        interval=_percentile_interval(
+        interval=percentile_interval(
             boot_mean,
             confidence,
             f"bootstrap-percentile({n_bootstrap}) over words within categories",

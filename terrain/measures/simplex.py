@@ -53,7 +53,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from terrain.stats import Interval, bootstrap_interval, coefficient_of_variation
+from terrain.bootstrap import Interval, bootstrap_interval
+from terrain.stats import coefficient_of_variation
 
 __all__ = [
     "DEGENERATE_RTOL",

@@ -18,15 +18,14 @@ import torch
 from numpy.typing import NDArray
 from scipy import stats
 
+from terrain.bootstrap import paired_interval, resample_counts
 from terrain.measures.relational import (
     BANDS,
     band_mask,
     chain_decay,
     label_lift,
     pair_statistics,
-    paired_interval,
     relational_alignment,
-    resample_counts,
     sample_pairs,
     seed_stability,
     weighted_ranks,
