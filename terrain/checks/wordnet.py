@@ -39,14 +39,8 @@ from terrain.checks.common import band
 from terrain.checks.text import above_null, text_module, tokenizer_of
 from terrain.errors import ConfigError
 from terrain.findings import Finding, Null
-from terrain.measures.relational import (
-    AlignmentComparison,
-    ChainDecay,
-    LabelLift,
-    chain_decay,
-    label_lift,
-    relational_alignment,
-)
+from terrain.measures.hierarchy import ChainDecay, LabelLift, chain_decay, label_lift
+from terrain.measures.relational import AlignmentComparison, relational_alignment
 from terrain.property import (
     COSINE,
     REAL,

@@ -19,7 +19,7 @@ from terrain.checks.wordnet import (
     study_of,
 )
 from terrain.findings import Finding, Null
-from terrain.measures.relational import seed_stability
+from terrain.measures.seed_stability import seed_stability
 from terrain.property import COSINE, Evaluation, Expectation
 from terrain.report.evidence import Evidence
 from terrain.report.representation_plots import MODEL, NULL, seed_strips

@@ -19,18 +19,9 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from terrain.bootstrap import paired_interval, resample_counts
-from terrain.measures.relational import (
-    BANDS,
-    band_mask,
-    chain_decay,
-    label_lift,
-    pair_statistics,
-    relational_alignment,
-    sample_pairs,
-    seed_stability,
-    weighted_ranks,
-    weighted_spearman,
-)
+from terrain.measures.hierarchy import chain_decay, label_lift
+from terrain.measures.pairs import sample_pairs, weighted_ranks, weighted_spearman
+from terrain.measures.relational import BANDS, band_mask, pair_statistics, relational_alignment
 from terrain.measures.representation import (
     category_lift,
     digit_manifold,
@@ -40,6 +31,7 @@ from terrain.measures.representation import (
     random_participation_ratio,
     weighted_pair_cosine,
 )
+from terrain.measures.seed_stability import seed_stability
 from terrain.text_encoding import (
     NotApplicableError,
     RepresentationCache,
