@@ -26,13 +26,9 @@ from terrain.checks.common import band
 from terrain.checks.text import above_null, text_module, tokenizer_of
 from terrain.errors import AnatomyError
 from terrain.findings import Expected, Finding, Null
-from terrain.measures.representation import (
-    LAYER_SENTENCES,
-    SEED_CATEGORIES,
-    category_lift,
-    digit_manifold,
-    layer_geometry,
-)
+from terrain.measures.categories import SEED_CATEGORIES, category_lift
+from terrain.measures.digits import digit_manifold
+from terrain.measures.layer_geometry import LAYER_SENTENCES, layer_geometry
 from terrain.property import (
     COSINE,
     REAL,
