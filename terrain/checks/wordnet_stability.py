@@ -15,9 +15,8 @@ from terrain.checks.wordnet import (
     STABILITY_SIMPLICES,
     claims_apply,
     declare_text_property,
-    env_int,
-    study_of,
 )
+from terrain.checks.wordnet_study import env_int, study_of
 from terrain.findings import Finding, Null
 from terrain.measures.seed_stability import seed_stability
 from terrain.property import COSINE, Evaluation, Expectation
