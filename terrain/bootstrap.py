@@ -6,14 +6,15 @@ here reach 10^5 values):
 - `bootstrap_interval`: scipy's percentile bootstrap of a vectorised statistic of one
   sample (`statistic(x, axis=-1)`, e.g. the CV of simplex volumes), in memory-bounded
   batches.
-- Count-vector resamples (`resample_counts`, `count_bootstrap`): a resample of n items is
-  the vector of how often each item is drawn, and a statistic takes those counts as
-  weights. Statistics of pairs (correlations, band means, mean pair cosines, ranks) are
-  weighted sums over the items already sorted once, so a resample costs a matrix product
-  or a cumulative sum instead of materialising and re-sorting the resampled values; and
-  a model and its null resampled with the same counts give paired draws, whose
-  difference has a paired interval (`paired_interval`). `percentile_interval` reads the
-  interval off the draws.
+- Count-vector resamples (`resample_counts`, `count_bootstrap`) for the weighted
+  statistics of pairs and items (correlations, band means, mean pair cosines, lifts): a
+  resample of n items is the vector of how often each item is drawn, and the statistic
+  takes those counts as weights. Means and moments are then one matrix product, and ranks
+  a cumulative sum over the values sorted once, instead of materialising and re-sorting
+  every resample (terrain/measures/pairs.py). A model and its null resampled with the
+  same counts give paired draws, whose difference has a paired interval
+  (`paired_interval`). `percentile_interval` reads an interval off the draws
+  (`percentile_bounds`: per column, for several statistics at once).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "bootstrap_interval",
     "count_bootstrap",
     "paired_interval",
+    "percentile_bounds",
     "percentile_interval",
     "resample_counts",
 ]
@@ -120,6 +122,18 @@ def percentile_interval(values: NDArray[np.float64], confidence: float, method: 
     alpha = (1.0 - confidence) / 2.0
     low, high = np.nanquantile(values, [alpha, 1.0 - alpha])
     return Interval(float(low), float(high), confidence, method)
+
+
+def percentile_bounds(
+    draws: NDArray[np.float64], confidence: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Central `confidence` bounds of each column of (B, K) bootstrap draws: (K,) low and high.
+
+    Unlike `percentile_interval`, a NaN draw is not left out: its column's bounds are NaN.
+    """
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(draws, [alpha, 1.0 - alpha], axis=0)
+    return np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
 
 
 def paired_interval(

@@ -24,7 +24,13 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from terrain.bootstrap import Interval, count_bootstrap, percentile_interval, resample_counts
+from terrain.bootstrap import (
+    Interval,
+    count_bootstrap,
+    percentile_bounds,
+    percentile_interval,
+    resample_counts,
+)
 from terrain.measures.representation import unit_rows
 
 __all__ = ["ChainDecay", "LabelLift", "chain_decay", "label_lift"]
@@ -75,13 +81,12 @@ def chain_decay(
     c = cos.shape[0]
     w = resample_counts(c, n_bootstrap, np.random.default_rng(seed))
     boot = (w @ cos) / c  # (B, K)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(boot, [alpha, 1.0 - alpha], axis=0)
+    low, high = percentile_bounds(boot, confidence)
     means = cos.mean(axis=0)
     return ChainDecay(
         depth_means=means,
-        depth_low=np.asarray(low, dtype=np.float64),
-        depth_high=np.asarray(high, dtype=np.float64),
+        depth_low=low,
+        depth_high=high,
         decay=float(means[0] - means[-1]),
         interval=percentile_interval(
             boot[:, 0] - boot[:, -1], confidence, f"bootstrap-percentile({n_bootstrap}) over chains"
