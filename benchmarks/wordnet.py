@@ -49,7 +49,9 @@ import torch
 from scipy import stats
 
 from terrain.config import load_models
-from terrain.measures.relational import relational_alignment, sample_pairs, seed_stability
+from terrain.measures.pairs import sample_pairs
+from terrain.measures.relational import relational_alignment
+from terrain.measures.seed_stability import seed_stability
 from terrain.model import LoadedModel, load_model
 from terrain.property import declarations
 from terrain.sources import SourceContext

@@ -29,10 +29,10 @@ from terrain.report.claims import claim_rows
 from terrain.report.environment import environment
 from terrain.report.html import fmt
 from terrain.report.page import render_page, write_page
-from terrain.significance import control_fdr
 
 from .loading import LOADS, worker_id
 from .options import settings
+from .outcomes import annotate_fdr, finding_cell, skip_reason
 from .recording import LOADS_KEY, terrain_data
 
 # pytest's own codes are 0-5; 6 says the harness could not run a model (unreadable, NaN,
@@ -78,7 +78,7 @@ class FindingsCollector:
         for record in records:
             self.findings.append(record)
             self.outcomes[record["kind"]] += 1
-            self.cells[(model, test)] = _cell(record)
+            self.cells[(model, test)] = finding_cell(record)
             self.evidence[(model, test)] += [
                 {"title": e.get("name") or "", "png": e["content"]}
                 for e in getattr(report, "extras", [])
@@ -94,7 +94,7 @@ class FindingsCollector:
             self.cells[(model, test)] = {"status": "error", "text": message}
             self._progress(model, test, self.cells[(model, test)])
         elif report.skipped and not records and (model, test) not in self.cells:
-            reason = _skip_reason(report)
+            reason = skip_reason(report)
             over = reason.startswith("over budget")
             status = "skipped" if over or "not applicable" not in reason else "not-applicable"
             self.outcomes["over budget" if over else status] += 1
@@ -315,44 +315,10 @@ class FindingsCollector:
         write_text(path, json.dumps(self.document(verdict, env), indent=1, default=str))
 
 
-def annotate_fdr(findings: list[dict[str, Any]]) -> dict[str, Any]:
-    """Benjamini–Hochberg over the run's "differs from chance" claims: each tested record
-    gets its `q_value` and `fdr_survives`; the summary counts them (terrain.significance)."""
-    result = control_fdr(findings)
-    for record, q in zip(findings, result.pop("qvalues"), strict=True):
-        record["q_value"] = q
-        record["fdr_survives"] = None if q is None else bool(q <= result["q"])
-    result["not_surviving"] = [
-        [r["model"], r["property"]] for r in findings if r["fdr_survives"] is False
-    ]
-    return result
-
-
 def _warn(config: pytest.Config, message: str) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"terrain: {message}", red=True)
-
-
-def _cell(record: dict[str, Any]) -> dict[str, Any]:
-    """Matrix cell of a measured finding: pass, fail, regressed, stale, baseline, measured."""
-    status = {
-        "within band": "pass",
-        "matches baseline": "baseline",
-        "measured": "measured",
-        "baseline recorded": "measured",
-        "fail": "fail",
-        "regressed": "regressed",
-        "stale baseline": "stale",
-    }[record["kind"]]
-    return {"status": status, "text": fmt(record["value"])}
-
-
-def _skip_reason(report: pytest.TestReport) -> str:
-    longrepr = report.longrepr
-    if isinstance(longrepr, tuple) and len(longrepr) == 3:
-        return str(longrepr[2]).removeprefix("Skipped: ")
-    return str(longrepr)
 
 
 def report_dir(config: pytest.Config) -> Path:

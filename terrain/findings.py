@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from terrain.bootstrap import Interval
 from terrain.significance import Significance, against_null
-from terrain.stats import Interval
 
 Verdict = Literal["pass", "fail", "no-expectation"]
 FINDINGS_SCHEMA_VERSION = 3  # 2: verdict status fail/incomplete, summary, kind; 3: tests

@@ -1,7 +1,7 @@
 """Checkpoint tensor names -> canonical roles, by the adapter of each family.
 
 The adapters are declared with their families (terrain/families/, `Family.anatomy`);
-this package holds what they share (base, config_fields, meta) and `build_anatomy`.
+this package holds what they share (base, shapes, config_fields, meta) and `build_anatomy`.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ from terrain.checks.common import band, null_of
 from terrain.errors import AnatomyError
 from terrain.findings import Expected, Finding, Null
 from terrain.measures.embedding import SEED_REFERENCE, EmbeddingGeometry, covariance_eigenvalues
-from terrain.measures.simplex import SimplexCV, gaussian_null_cv, simplex_cv
+from terrain.measures.simplex import SimplexCV, simplex_cv
+from terrain.measures.simplex_null import gaussian_null_cv
 from terrain.measures.sparsity import count_tensor
 from terrain.property import (
     COSINE,

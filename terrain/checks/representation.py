@@ -21,18 +21,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from terrain.baselines import Tolerance
+from terrain.bootstrap import paired_interval
 from terrain.checks.common import band
 from terrain.checks.text import above_null, text_module, tokenizer_of
 from terrain.errors import AnatomyError
 from terrain.findings import Expected, Finding, Null
-from terrain.measures.relational import paired_interval
-from terrain.measures.representation import (
-    LAYER_SENTENCES,
-    SEED_CATEGORIES,
-    category_lift,
-    digit_manifold,
-    layer_geometry,
-)
+from terrain.measures.categories import SEED_CATEGORIES, category_lift
+from terrain.measures.digits import digit_manifold
+from terrain.measures.layer_geometry import LAYER_SENTENCES, layer_geometry
 from terrain.property import (
     COSINE,
     REAL,

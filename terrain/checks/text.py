@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from terrain.bootstrap import Interval
 from terrain.errors import TerrainError
 from terrain.findings import Expected
 from terrain.property import NotApplicableError
-from terrain.stats import Interval
 from terrain.text_encoding import NotApplicableError as NoTextError
 from terrain.text_encoding import require_tokenizer, text_stack
 

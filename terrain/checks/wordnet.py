@@ -19,34 +19,20 @@ it holds for all-MiniLM-L6-v2. Models without a tokenizer are not applicable; wi
 WordNet corpus every check here reports the missing corpus, naming the fix (`make wordnet`).
 They run the whole module: on a CPU within the text budget (terrain/checks/text.py).
 
-Sizes (environment variables, for CI the defaults): TERRAIN_WORDNET_SYNSETS synsets
-(default 1000), TERRAIN_WORDNET_PAIRS pairs (default 20000), TERRAIN_STABILITY_SEEDS seeds
-of the stability run (default 5; the research used 50), each drawing half of the synsets,
-the pairs, half of the hypernym chains and 500 simplices.
+Sizes, from the environment: terrain/checks/wordnet_study.py.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from terrain.baselines import Tolerance
+from terrain.bootstrap import Interval, paired_interval
 from terrain.checks.common import band
-from terrain.checks.text import above_null, text_module, tokenizer_of
-from terrain.errors import ConfigError
+from terrain.checks.text import above_null
+from terrain.checks.wordnet_study import CHAIN_LENGTH, SAMPLE_SEED, study_of
 from terrain.findings import Finding, Null
-from terrain.measures.relational import (
-    AlignmentComparison,
-    ChainDecay,
-    LabelLift,
-    chain_decay,
-    label_lift,
-    paired_interval,
-    relational_alignment,
-)
+from terrain.measures.hierarchy import ChainDecay, LabelLift, chain_decay, label_lift
 from terrain.property import (
     COSINE,
     REAL,
@@ -68,71 +54,13 @@ from terrain.report.representation_plots import (
     interval_bars,
     similarity_scatter,
 )
-from terrain.stats import Interval
-from terrain.text_encoding import encode_for
-from terrain.wordnet import load_wordnet
-from terrain.wordnet_sample import RelationalSample, relational_sample
 
 if TYPE_CHECKING:
     from terrain.model import LoadedModel
 
 NULL_KIND = "random-init null of the same config (seed 1, real tokenizer), same pairs"
-SAMPLE_SEED = 0
-N_CHAINS = 200
-CHAIN_LENGTH = 5
 STABILITY_SIMPLICES = 500  # per seed, as the research's stability run
 SIMILARITY_NAMES = {"path": "WordNet path similarity", "wup": "Wu-Palmer similarity"}
-
-
-def env_int(name: str, default: int, minimum: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        raise ConfigError(f"${name} must be an integer >= {minimum}, got {raw!r}")
-    return value
-
-
-@dataclass(frozen=True)
-class Study:
-    """The model's and the null's definition vectors over one WordNet sample."""
-
-    wordnet: RelationalSample
-    model_vectors: torch.Tensor  # (texts, D): sample rows first, then chain ancestors
-    null_vectors: torch.Tensor
-    alignment: AlignmentComparison
-    n_pairs: int
-
-    @property
-    def n_synsets(self) -> int:
-        return len(self.wordnet.sample)
-
-
-def study_of(model: LoadedModel) -> Study:
-    """The sample encoded once per model (cached on disk by checkpoint fingerprint)."""
-    return model.memo("wordnet_study", lambda: _study(model))
-
-
-def _study(model: LoadedModel) -> Study:
-    tokenizer = tokenizer_of(model)
-    text_module(model)
-    wn = load_wordnet()
-    n_synsets = env_int("TERRAIN_WORDNET_SYNSETS", 1000, 50)
-    n_pairs = env_int("TERRAIN_WORDNET_PAIRS", 20_000, 100)
-    sample = relational_sample(
-        wn, n_synsets, seed=SAMPLE_SEED, n_chains=N_CHAINS, chain_length=CHAIN_LENGTH
-    )
-    vectors = encode_for(model, tokenizer, sample.texts)
-    null_vectors = encode_for(model.null(), tokenizer, sample.texts)
-    n = len(sample.sample)
-    alignment = relational_alignment(
-        vectors[:n], null_vectors[:n], sample.similarities, n_pairs=n_pairs, seed=SAMPLE_SEED
-    )
-    return Study(sample, vectors, null_vectors, alignment, n_pairs)
 
 
 def claims_apply(model: LoadedModel) -> bool:

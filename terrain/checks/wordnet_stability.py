@@ -15,11 +15,10 @@ from terrain.checks.wordnet import (
     STABILITY_SIMPLICES,
     claims_apply,
     declare_text_property,
-    env_int,
-    study_of,
 )
+from terrain.checks.wordnet_study import env_int, study_of
 from terrain.findings import Finding, Null
-from terrain.measures.relational import seed_stability
+from terrain.measures.seed_stability import seed_stability
 from terrain.property import COSINE, Evaluation, Expectation
 from terrain.report.evidence import Evidence
 from terrain.report.representation_plots import MODEL, NULL, seed_strips

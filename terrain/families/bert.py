@@ -29,17 +29,9 @@ from typing import Any
 
 import torch
 
-from terrain.anatomy.base import (
-    Anatomy,
-    Dimensions,
-    TensorSource,
-    check_layer_count,
-    check_shape,
-    classify,
-    rule,
-    unclaimed,
-)
+from terrain.anatomy.base import Anatomy, Dimensions, TensorSource, classify, rule, unclaimed
 from terrain.anatomy.config_fields import require_int
+from terrain.anatomy.shapes import check_layer_count, check_shape
 from terrain.family import (
     Absent,
     Family,

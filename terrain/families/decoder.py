@@ -33,17 +33,19 @@ from terrain.anatomy.base import (
     Anatomy,
     Dimensions,
     Rule,
-    ShapeKey,
     TensorSource,
     Unclaimed,
-    check_layer_count,
-    check_shapes,
     classify,
-    layer_types_from_config,
     rule,
     unclaimed,
 )
 from terrain.anatomy.config_fields import optional_int, require_int
+from terrain.anatomy.shapes import (
+    ShapeKey,
+    check_layer_count,
+    check_shapes,
+    layer_types_from_config,
+)
 from terrain.family import (
     Absent,
     Builder,

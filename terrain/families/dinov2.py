@@ -31,14 +31,12 @@ from terrain.anatomy.base import (
     Dimensions,
     TensorRole,
     TensorSource,
-    check_layer_count,
-    check_shapes,
     classify,
     rule,
-    split_equal,
     unclaimed,
 )
 from terrain.anatomy.config_fields import image_grid, optional_int, require_int, require_number
+from terrain.anatomy.shapes import check_layer_count, check_shapes, split_equal
 from terrain.families.vit import attend, layer_norm, patch_embed
 from terrain.family import (
     Absent,

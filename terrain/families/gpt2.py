@@ -30,14 +30,12 @@ from terrain.anatomy.base import (
     Dimensions,
     TensorRole,
     TensorSource,
-    check_layer_count,
-    check_shapes,
     classify,
     rule,
-    split_equal,
     unclaimed,
 )
 from terrain.anatomy.config_fields import optional_int, require_int
+from terrain.anatomy.shapes import check_layer_count, check_shapes, split_equal
 from terrain.families.decoder import DECODER_TEXT, allowed, lin, one_stack, token_embeddings
 from terrain.family import (
     Absent,

@@ -39,17 +39,14 @@ from terrain.anatomy.base import (
     Anatomy,
     Dimensions,
     Rule,
-    ShapeKey,
     TensorRole,
     TensorSource,
-    check_layer_count,
-    check_shapes,
     classify,
     rule,
-    split_equal,
     unclaimed,
 )
 from terrain.anatomy.config_fields import image_grid, optional_int, require_int, sub_config
+from terrain.anatomy.shapes import ShapeKey, check_layer_count, check_shapes, split_equal
 from terrain.family import Absent, Family, HeadCount, NamedLayout, Norms, per_type, register
 
 MODEL_TYPE = "open_clip"

@@ -38,17 +38,9 @@ from typing import Any
 
 import torch
 
-from terrain.anatomy.base import (
-    Anatomy,
-    Dimensions,
-    Rule,
-    TensorSource,
-    check_layer_count,
-    check_shape,
-    classify,
-    rule,
-)
+from terrain.anatomy.base import Anatomy, Dimensions, Rule, TensorSource, classify, rule
 from terrain.anatomy.config_fields import require_int
+from terrain.anatomy.shapes import check_layer_count, check_shape
 from terrain.family import (
     Absent,
     Family,

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from terrain.bootstrap import Interval
 from terrain.measures.chunks import Chunks, whole
 from terrain.measures.kernels import gram, norms64, sum64
-from terrain.stats import Interval
 
 N_SAMPLE = 4000
 VARIANCE_SHARES = (0.80, 0.90, 0.95, 0.99)

@@ -53,14 +53,12 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from terrain.stats import Interval, bootstrap_interval, coefficient_of_variation
+from terrain.bootstrap import Interval, bootstrap_interval
+from terrain.stats import coefficient_of_variation
 
 __all__ = [
     "DEGENERATE_RTOL",
     "SimplexCV",
-    "cayley_menger_volumes_loop",
-    "gaussian_null_cv",
-    "gaussian_null_cv_exact",
     "sample_simplex_indices",
     "simplex_cv",
     "simplex_volumes",
@@ -260,42 +258,6 @@ def _diag_position(i: int, k: int) -> int:
     return i * k - i * (i - 1) // 2
 
 
-def cayley_menger_volumes_loop(
-    points: NDArray[np.floating[Any]], index: NDArray[np.int64]
-) -> NDArray[np.float64]:
-    """The research reference: one float64 Cayley-Menger determinant per simplex, in Python.
-
-    Kept only as the oracle for tests and the speed baseline of the benchmark;
-    use `simplex_volumes` for measurements. Returns volumes aligned with
-    `index`, NaN where the reference would skip the simplex (CM volume^2 <= 0);
-    dropping the NaNs gives the research's list.
-    """
-    pts = np.asarray(points, dtype=np.float64)
-    out = np.full(len(index), np.nan, dtype=np.float64)
-    for s, row in enumerate(index):
-        vs = _cayley_menger_volume_sq(pts[row])
-        if vs > 0:
-            out[s] = math.sqrt(vs)
-    return out
-
-
-def _cayley_menger_volume_sq(points: NDArray[np.float64]) -> float:
-    """Squared volume from the Cayley-Menger determinant, verbatim from the research notes."""
-    n = len(points)
-    D = np.zeros((n + 1, n + 1))
-    D[0, 1:] = 1
-    D[1:, 0] = 1
-    for i in range(n):
-        for j in range(i + 1, n):
-            d_sq = np.sum((points[i] - points[j]) ** 2)
-            D[i + 1, j + 1] = d_sq
-            D[j + 1, i + 1] = d_sq
-    k = n - 1
-    sign = (-1) ** (k + 1)
-    denom = (2**k) * math.factorial(k) ** 2
-    return float(sign * np.linalg.det(D) / denom)
-
-
 def simplex_cv(
     points: torch.Tensor,
     *,
@@ -327,95 +289,6 @@ def simplex_cv(
         confidence=confidence,
         what=f"points of shape {tuple(points.shape)}",
     )
-
-
-def gaussian_null_cv(
-    dim: int,
-    std: float,
-    *,
-    n_simplices: int = 1000,
-    seed: int = 0,
-    n_bootstrap: int = 1000,
-    confidence: float = 0.95,
-    chunk_size: int | None = None,
-    device: torch.device | str = "cpu",
-    eigenvalues: NDArray[np.float64] | None = None,
-) -> SimplexCV:
-    """The null: pentachoron CV of i.i.d. N(0, std^2 I_dim) points.
-
-    With `eigenvalues` (of an embedding's covariance), the points are N(0, Σ) with that
-    spectrum instead: the covariance-matched null. Volumes are unchanged by a rotation of
-    the points, so Σ's eigenvalues are all it needs (axis-aligned sds √λ), and a mean is
-    irrelevant (volumes see differences only). Isotropic vs covariance-matched measures
-    what anisotropy alone does to the CV; covariance-matched vs the embedding, what
-    structure beyond the covariance (clusters, heavy tails) does.
-
-    Each simplex gets 5 fresh Gaussian points (disjoint 5-tuples of a pool of
-    5N), as in the research loop, so the volumes are i.i.d. and the CV depends
-    only on `dim` (it is scale-free; `std` is kept so the null mirrors the
-    embedding it is compared with). The pool is drawn chunk by chunk from
-    np.random.default_rng(seed) in float64, so memory stays bounded and the
-    values do not depend on `chunk_size`.
-    """
-    if dim < 1:
-        raise ValueError(f"dim must be >= 1, got {dim}")
-    if not (math.isfinite(std) and std > 0):
-        raise ValueError(f"std must be a positive finite number, got {std}")
-    _check_n_simplices(n_simplices)
-    scales = None
-    if eigenvalues is not None:
-        if len(eigenvalues) != dim or not np.all(np.isfinite(eigenvalues)):
-            raise ValueError(f"eigenvalues must be {dim} finite numbers")
-        scales = np.sqrt(np.clip(np.asarray(eigenvalues, dtype=np.float64), 0.0, None))
-    rng = np.random.default_rng(seed)
-    dev = torch.device(device)
-    k = 4
-    chunk = min(_chunk_size(chunk_size, k, dim, torch.float64, dev), n_simplices)
-    gram = torch.empty((n_simplices, k, k), dtype=torch.float64, device=dev)
-    for start in range(0, n_simplices, chunk):
-        m = min(chunk, n_simplices - start)
-        draw = rng.normal(0.0, std, size=(m, k + 1, dim))
-        if scales is not None:  # unit normals times the spectrum's sds
-            draw = draw / std * scales
-        pts = torch.from_numpy(draw).to(dev)
-        e = pts[:, 1:] - pts[:, :1]
-        torch.bmm(e, e.transpose(1, 2), out=gram[start : start + m])
-    root_det, hadamard, positive = _eliminate(gram)
-    ok = positive & (hadamard > DEGENERATE_RTOL)
-    volumes = np.asarray(
-        torch.where(ok, root_det / math.factorial(k), math.nan).cpu().numpy(), dtype=np.float64
-    )
-    return _summarise(
-        volumes,
-        seed=seed,
-        dim=dim,
-        n_bootstrap=n_bootstrap,
-        confidence=confidence,
-        what=f"Gaussian points in dimension {dim}",
-    )
-
-
-def gaussian_null_cv_exact(dim: int, k: int = 4) -> float:
-    """Exact CV of the k-volume of a simplex of k+1 i.i.d. Gaussian points in R^dim.
-
-    The edge matrix from vertex 0 is Gaussian with rows of covariance
-    sigma^2 (I + 11^T), so det G = det(sigma^2 (I + 11^T)) det W with W ~
-    Wishart_k(dim, I), and det W is a product of independent chi^2 variables
-    with dim, dim-1, ..., dim-k+1 degrees of freedom (Bartlett). The volume is
-    then a constant times a product of chi variables, whence
-
-        CV^2 = prod_m E[chi_m^2] / E[chi_m]^2 - 1,  E[chi_m] = sqrt(2) G((m+1)/2) / G(m/2).
-
-    It is the large-N limit of `gaussian_null_cv` (a check on it, and a null
-    without sampling noise).
-    """
-    if k < 1 or dim < k:
-        raise ValueError(f"a {k}-simplex has volume only in dim >= {k}, got dim={dim}")
-    log_ratio = 0.0
-    for m in range(dim - k + 1, dim + 1):
-        log_mean = 0.5 * math.log(2.0) + math.lgamma((m + 1) / 2) - math.lgamma(m / 2)
-        log_ratio += math.log(m) - 2.0 * log_mean
-    return math.sqrt(math.expm1(log_ratio))
 
 
 def _summarise(

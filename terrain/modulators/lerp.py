@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from terrain.measures.representation import participation_ratio
+from terrain.measures.layer_geometry import participation_ratio
 from terrain.measures.simplex import simplex_cv
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from terrain.baselines import BaselineStore, Tolerance
+from terrain.bootstrap import Interval
 from terrain.findings import Finding
-from terrain.stats import Interval
 
 
 def finding(

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from terrain.anatomy import build_anatomy
 from terrain.checkpoint import Checkpoint
-from terrain.measures.simplex import cayley_menger_volumes_loop
+from terrain.measures.simplex_reference import cayley_menger_volumes_loop
 from terrain.modulators import FieldModulator, FieldModulatorConfig, LerpModulator, attach
 from terrain.modulators.field import cayley_menger_volume_sq, regular_simplex
 from terrain.modulators.probe import output, snapshot, state_unchanged

@@ -18,29 +18,19 @@ import torch
 from numpy.typing import NDArray
 from scipy import stats
 
-from terrain.measures.relational import (
-    BANDS,
-    band_mask,
-    chain_decay,
-    label_lift,
-    pair_statistics,
-    paired_interval,
-    relational_alignment,
-    resample_counts,
-    sample_pairs,
-    seed_stability,
-    weighted_ranks,
-    weighted_spearman,
-)
-from terrain.measures.representation import (
-    category_lift,
-    digit_manifold,
+from terrain.bootstrap import paired_interval, resample_counts
+from terrain.measures.categories import category_lift
+from terrain.measures.digits import digit_manifold
+from terrain.measures.hierarchy import chain_decay, label_lift
+from terrain.measures.layer_geometry import (
     layer_geometry,
-    mean_pairwise_cosine,
     participation_ratio,
     random_participation_ratio,
-    weighted_pair_cosine,
 )
+from terrain.measures.pairs import sample_pairs, weighted_ranks, weighted_spearman
+from terrain.measures.relational import BANDS, band_mask, pair_statistics, relational_alignment
+from terrain.measures.representation import mean_pairwise_cosine, weighted_pair_cosine
+from terrain.measures.seed_stability import seed_stability
 from terrain.text_encoding import (
     NotApplicableError,
     RepresentationCache,

@@ -1,4 +1,5 @@
-"""Unit tests of the pentachoron-CV measure (terrain.measures.simplex).
+"""Unit tests of the pentachoron-CV measure (terrain.measures.simplex, simplex_null and
+simplex_reference).
 
 The batched measure is checked against the research's per-simplex
 Cayley-Menger loop, against closed-form volumes, against the exact Gaussian
@@ -25,13 +26,12 @@ from scipy import stats
 from terrain.measures.simplex import (
     DEGENERATE_RTOL,
     SimplexCV,
-    cayley_menger_volumes_loop,
-    gaussian_null_cv,
-    gaussian_null_cv_exact,
     sample_simplex_indices,
     simplex_cv,
     simplex_volumes,
 )
+from terrain.measures.simplex_null import gaussian_null_cv, gaussian_null_cv_exact
+from terrain.measures.simplex_reference import cayley_menger_volumes_loop
 
 
 def _gaussian(n: int, dim: int, seed: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:

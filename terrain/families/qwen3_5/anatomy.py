@@ -33,20 +33,22 @@ from typing import Any
 from terrain.anatomy.base import (
     Anatomy,
     Dimensions,
-    ShapeKey,
     TensorRole,
     TensorSource,
-    check_layer_count,
-    check_layer_set,
-    check_shapes,
     classify,
-    layer_types_from_config,
     rule,
-    split_equal,
-    split_rows,
     unclaimed,
 )
 from terrain.anatomy.config_fields import optional_int, require_int, sub_config
+from terrain.anatomy.shapes import (
+    ShapeKey,
+    check_layer_count,
+    check_layer_set,
+    check_shapes,
+    layer_types_from_config,
+    split_equal,
+    split_rows,
+)
 
 _D = "decoder"
 _V = "vision"
