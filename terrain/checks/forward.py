@@ -27,12 +27,6 @@ import torch
 from terrain.baselines import Tolerance
 from terrain.errors import TerrainError
 from terrain.findings import Expected, Finding, Null
-from terrain.symmetry.layer_variation import (
-    ROLES,
-    LayerVariation,
-    measure_layer_variation,
-    tolerance,
-)
 from terrain.property import (
     NONNEGATIVE,
     Evaluation,
@@ -44,6 +38,12 @@ from terrain.property import (
 )
 from terrain.reference import TOLERANCE, NotReproducedError, reference_families, reproduce
 from terrain.symmetry import NotCataloguedError, Weights, catalogued_families, describe
+from terrain.symmetry.layer_variation import (
+    ROLES,
+    LayerVariation,
+    measure_layer_variation,
+    tolerance,
+)
 from terrain.symmetry.weights import relative_error
 from terrain.tracing import (
     NO_OP_TYPES,

@@ -119,4 +119,3 @@ class RoleCorrelation:
             "null_sd": self.null_sd,
             "matrix": [[float(x) for x in row] for row in self.matrix],
         }
-

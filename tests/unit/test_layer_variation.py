@@ -10,6 +10,10 @@ import torch
 
 from terrain.anatomy import build_anatomy
 from terrain.checkpoint import Checkpoint
+from terrain.modules import build_module
+from terrain.symmetry import Architecture, Weights, describe
+from terrain.symmetry.attention import apply_qk, apply_vo
+from terrain.symmetry.groups import RotaryPairs, orthogonal, pair_rotations
 from terrain.symmetry.layer_variation import (
     LayerVariation,
     measure_layer_variation,
@@ -19,10 +23,6 @@ from terrain.symmetry.layer_variation import (
     rotary_procrustes,
     tolerance,
 )
-from terrain.modules import build_module
-from terrain.symmetry import Architecture, Weights, describe
-from terrain.symmetry.attention import apply_qk, apply_vo
-from terrain.symmetry.groups import RotaryPairs, orthogonal, pair_rotations
 from terrain.symmetry.weights import relative_error
 from terrain.tracing import forward_inputs, primary_output
 from tests.conftest import build_tiny

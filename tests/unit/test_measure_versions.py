@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from terrain.property import declarations
-from tests.golden_values import GOLDEN_FILE, evaluate, models, same, sizes
+from tests.golden_values import GOLDEN_FILE, REL, REL_FLOAT32, evaluate, models, same, sizes
 
 GOLDENS: dict[str, Any] = json.loads(GOLDEN_FILE.read_text(encoding="utf-8"))
 FIX = "bump its version in its declaration (terrain/checks/) and run scripts/record_goldens.py"
@@ -45,12 +45,13 @@ def test_a_changed_definition_bumps_its_version(name: str, golden_models: dict[s
             f"{golden['version']}: run scripts/record_goldens.py",
             pytrace=False,
         )
+    rel = REL_FLOAT32 if prop.kind == "text" else REL
     moved = {
         key: (golden["tracked"].get(key), now["tracked"].get(key))
         for key in set(golden["tracked"]) | set(now["tracked"])
-        if not same(golden["tracked"].get(key), now["tracked"].get(key))
+        if not same(golden["tracked"].get(key), now["tracked"].get(key), rel)
     }
-    if not same(golden["value"], now["value"]):
+    if not same(golden["value"], now["value"], rel):
         moved["value"] = (golden["value"], now["value"])
     if moved:
         shown = "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in sorted(moved.items())[:5])
