@@ -100,6 +100,42 @@ def test_a_low_rank_query_is_discovered(shared_nulls: Path) -> None:
     assert q <= FDR_Q, (record["significance"], q)
 
 
+def _plant_spikes(folder: Path, names: list[str], seed: int) -> None:
+    """Add a rank-two signal whose singular values are 6x the bulk's edge to each tensor."""
+    weights = next(folder.glob("*.safetensors"))
+    tensors = load_file(weights)
+    gen = torch.Generator().manual_seed(seed)
+    for name in names:
+        w = tensors[name].double()
+        rows, cols = w.shape
+        edge = w.std() * (rows**0.5 + cols**0.5)  # the largest singular value of the noise
+        u, _ = torch.linalg.qr(torch.randn(rows, 2, generator=gen, dtype=torch.float64))
+        v, _ = torch.linalg.qr(torch.randn(cols, 2, generator=gen, dtype=torch.float64))
+        tensors[name] = (w + 6 * edge * u @ v.T).to(tensors[name].dtype).contiguous()
+    save_file(tensors, weights, metadata={"format": "pt"})
+
+
+def test_esd_spikes_fails_on_planted_spikes_and_passes_untouched(shared_nulls: Path) -> None:
+    """The negative control of esd_spikes' random-init band (at most 2 of 14 matrices):
+    spikes planted in 4 projections must fail it; the untouched replica must pass."""
+    root = shared_nulls
+    replica = random_init_replica(CONFIG, seed=0, cache_dir=root / "cache", label="llama-tiny")
+    planted = root / "spiked"
+    shutil.copytree(replica, planted)
+    names = [f"model.layers.{i}.self_attn.{p}_proj.weight" for i in (0, 1) for p in ("q", "o")]
+    _plant_spikes(planted, names, seed=7)
+    spikes = declarations().get("esd_spikes")
+    clean = spikes.evaluate(_load("llama-tiny", replica, root), None).finding
+    spiked = spikes.evaluate(_load("llama-tiny-spiked", planted, root), None).finding
+    print(f"esd_spikes: untouched {clean.value:.3f}, planted {spiked.value:.3f}, {spiked.expected}")
+    assert clean.random_init  # the random-init band applies to both
+    assert spiked.random_init
+    assert clean.verdict == "pass", clean.as_record()
+    assert clean.n is not None
+    assert spiked.value >= len(names) / clean.n
+    assert spiked.verdict == "fail", spiked.as_record()
+
+
 def test_untouched_replicas_make_few_false_discoveries(shared_nulls: Path) -> None:
     root = shared_nulls
     runs_with_discovery = 0
