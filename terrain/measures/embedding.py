@@ -121,11 +121,14 @@ def chunked_covariance_eigenvalues(
     total = torch.zeros(d, d, dtype=torch.float64)
     centre: torch.Tensor | None = None
     for part in chunks():
+        # A half-precision table (bf16, fp16: how releases store it) is centred and
+        # multiplied in float32, block by block; float32 and float64 tables as they are.
+        compute = torch.float64 if part.dtype == torch.float64 else torch.float32
         if centre is None:
-            centre = (total_sum / n).to(part.dtype).to(part.device)
+            centre = (total_sum / n).to(compute).to(part.device)
             total = total.to(part.device)
         for start in range(0, part.shape[0], chunk):
-            total += gram(part[start : start + chunk] - centre)
+            total += gram(part[start : start + chunk].to(compute) - centre)
     ev = torch.linalg.eigvalsh(total / n).flip(0).clamp_min(0.0)
     out: NDArray[np.float64] = ev.cpu().numpy()
     return out
