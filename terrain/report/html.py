@@ -33,7 +33,7 @@ def expected_text(record: Mapping[str, Any]) -> str:
 def null_text(record: Mapping[str, Any]) -> str:
     null = record.get("null")
     if not null:
-        return "—"
+        return str((record.get("details") or {}).get("null_note") or "—")
     spread = ""
     if null.get("sd") is not None:
         spread = f" ± {fmt(null['sd'])} (sd over {len(null.get('samples') or ())} seeds)"

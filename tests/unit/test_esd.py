@@ -419,3 +419,19 @@ def test_shape_rows_of_one_role_equal_the_single_matrix_measures() -> None:
     assert record["shape"] == [192, 64]
     assert len(record["rows"]) == 4
     assert set(record["rows"][0]) == {"shape", "power_law", "norms", "bulk"}
+
+
+def test_esd_of_a_null_without_projection_spectra_has_no_value_and_says_why() -> None:
+    """A large model's nulls hold no spectra of wide projections: the null is absent (no
+    crash on the empty list), and the page shows the reason instead of a dash."""
+    from terrain.battery import BatteryResult
+    from terrain.checks import esd
+    from terrain.report.html import null_text
+
+    empty = BatteryResult("null", "olmo3", "cpu")
+    assert esd._median_alpha(empty) is None
+    assert esd._spike_share(empty) is None
+    assert null_text({"null": None, "details": {"null_note": esd.NO_SAMPLED_NULL}}).startswith(
+        "no sampled null"
+    )
+    assert null_text({"null": None}) == "—"
