@@ -19,13 +19,14 @@ Both are gauge-dependent, as the spectra of single projections are (terrain/chec
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.stats import binom
 
 from terrain.checks import kit
-from terrain.checks.spectra import GAUGE_NOTE, projections
+from terrain.checks.spectra import SPECTRA, projections
 from terrain.measures.esd import EsdShapeRows
 from terrain.measures.spectra import RoleSpectra
 from terrain.report.battery_plots import layer_curves
@@ -154,27 +155,9 @@ def _finite_median(values: np.ndarray) -> float:
     return float(np.median(finite)) if finite.size else float("nan")
 
 
-def _declare(
-    name: str, statistic: str, claim: str, evaluate: kit.Evaluate, domain: kit.Domain
-) -> None:
-    kit.declare(
-        kit.Property(
-            name=name,
-            statistic=statistic,
-            claim=claim,
-            source=SOURCE,
-            version=1,
-            tolerance=kit.Tolerance(abs=0.05),
-            domain=domain,
-            gauge=kit.Gauge.DEPENDENT,
-            gauge_note=GAUGE_NOTE,
-            kind="weights",
-            evaluate=evaluate,
-        )
-    )
-
-
-_declare(
+# The spectra's theme (the same projections: gauge, its note, kind), with its own source.
+ESD = replace(SPECTRA, source=SOURCE, tolerance=kit.Tolerance(abs=0.05))
+ESD.declare(
     "esd_alpha",
     "median over projections of the power-law tail exponent α (MLE, xmin by KS)",
     "the tail exponent α of every projection's eigenvalue spectrum, beside the null "
@@ -182,7 +165,7 @@ _declare(
     alpha,
     kit.NONNEGATIVE,
 )
-_declare(
+ESD.declare(
     "esd_spikes",
     "share of projections with eigenvalues above the Marchenko–Pastur edge + Tracy–Widom",
     "spikes above the Marchenko–Pastur bulk: none at random init (asserted there), the "

@@ -234,21 +234,13 @@ POSITIVE_MASS = (
 def _declare(
     name: str, statistic: str, claim: str, evaluate: kit.Evaluate, gauge: kit.Gauge, note: str
 ) -> None:
-    kit.declare(
-        kit.Property(
-            name=name,
-            statistic=statistic,
-            claim=claim,
-            source="seed notebook §4–6 (QK similarity manifold)",
-            version=1,
-            tolerance=kit.Tolerance(abs=0.0 if name == "qk_residual_inertia" else 0.01),
-            domain=kit.FRACTION,
-            gauge=gauge,
-            gauge_note=note,
-            kind="weights",
-            evaluate=evaluate,
-        )
-    )
+    kit.Theme(
+        source="seed notebook §4–6 (QK similarity manifold)",
+        tolerance=kit.Tolerance(abs=0.0 if name == "qk_residual_inertia" else 0.01),
+        gauge=gauge,
+        gauge_note=note,
+        kind="weights",
+    ).declare(name, statistic, claim, evaluate, kit.FRACTION)
 
 
 _declare(

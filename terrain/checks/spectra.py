@@ -228,27 +228,14 @@ def condition_number(model: LoadedModel, expect: kit.Expectation | None) -> kit.
     )
 
 
-def _declare(
-    name: str, statistic: str, claim: str, evaluate: kit.Evaluate, domain: kit.Domain
-) -> None:
-    kit.declare(
-        kit.Property(
-            name=name,
-            statistic=statistic,
-            claim=claim,
-            source="seed notebook §4–6; Marchenko–Pastur for random init",
-            version=1,
-            tolerance=kit.Tolerance(abs=0.01),
-            domain=domain,
-            gauge=kit.Gauge.DEPENDENT,
-            gauge_note=GAUGE_NOTE,
-            kind="weights",
-            evaluate=evaluate,
-        )
-    )
-
-
-_declare(
+SPECTRA = kit.Theme(
+    source="seed notebook §4–6; Marchenko–Pastur for random init",
+    tolerance=kit.Tolerance(abs=0.01),
+    gauge=kit.Gauge.DEPENDENT,
+    gauge_note=GAUGE_NOTE,
+    kind="weights",
+)
+SPECTRA.declare(
     "spectral_stable_rank",
     "median over projections of stable rank Σσ²/σ_max² / its Marchenko–Pastur value",
     "stable rank of every projection over its Marchenko–Pastur value n/(1+√y)²: about 1 at "
@@ -256,7 +243,7 @@ _declare(
     stable_rank,
     kit.NONNEGATIVE,
 )
-_declare(
+SPECTRA.declare(
     "spectral_participation_ratio",
     "median over projections of (Σσ)²/Σσ² / its Marchenko–Pastur value",
     "participation ratio of every projection over its Marchenko–Pastur value; about 1 at "
@@ -264,7 +251,7 @@ _declare(
     participation_ratio,
     kit.NONNEGATIVE,
 )
-_declare(
+SPECTRA.declare(
     "spectral_condition_number",
     "median over projections of log10 σ_max/σ_min",
     "condition number of every projection; Marchenko–Pastur gives (1+√y)/(1−√y) for a "

@@ -263,24 +263,13 @@ def lexname_lift(model: LoadedModel, expect: kit.Expectation | None) -> kit.Eval
     return kit.Evaluation(finding, (kit.Evidence("lexicographer-file clustering", plot),))
 
 
-def declare_text_property(
-    name: str, statistic: str, claim: str, evaluate: kit.Evaluate, domain: kit.Domain
-) -> None:
-    """Declare one of the WordNet properties (one source, tolerance and gauge for all)."""
-    kit.declare(
-        kit.Property(
-            name=name,
-            statistic=statistic,
-            claim=claim,
-            source="notebook §2, §3, §13",
-            version=1,
-            tolerance=kit.Tolerance(abs=1e-4),
-            domain=domain,
-            gauge=kit.Gauge.NONE,
-            kind="text",
-            evaluate=evaluate,
-        )
-    )
+# The WordNet properties' one source, tolerance and gauge (wordnet_stability.py's too).
+WORDNET = kit.Theme(
+    source="notebook §2, §3, §13",
+    tolerance=kit.Tolerance(abs=1e-4),
+    gauge=kit.Gauge.NONE,
+    kind="text",
+)
 
 
 for _name, _statistic, _claim_text, _fn, _domain in (
@@ -320,4 +309,4 @@ for _name, _statistic, _claim_text, _fn, _domain in (
         kit.REAL,
     ),
 ):
-    declare_text_property(_name, _statistic, _claim_text, _fn, _domain)
+    WORDNET.declare(_name, _statistic, _claim_text, _fn, _domain)

@@ -13,8 +13,8 @@ from terrain.checks.text import above_null
 from terrain.checks.wordnet import (
     NULL_KIND,
     STABILITY_SIMPLICES,
+    WORDNET,
     claims_apply,
-    declare_text_property,
 )
 from terrain.checks.wordnet_study import env_int, study_of
 from terrain.measures.seed_stability import seed_stability
@@ -91,7 +91,7 @@ def stability(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluat
     return kit.Evaluation(finding, tuple(plots))
 
 
-declare_text_property(
+WORDNET.declare(
     "wordnet_stability",
     "mean over seeds of the path-similarity Spearman",
     "the alignment with WordNet holds over seeds (t interval of paired differences)",
