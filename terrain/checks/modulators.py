@@ -346,20 +346,12 @@ for _name, _statistic, _claim, _fn in (
         sweep,
     ),
 ):
-    kit.declare(
-        kit.Property(
-            name=_name,
-            statistic=_statistic,
-            claim=_claim,
-            source="notebook §7, §8, §10, §12",
-            version=1,
-            # Exactness claims: the value is 0 when they hold; any change is a regression.
-            tolerance=kit.Tolerance(abs=1e-9, rel=1e-6)
-            if _name == "modulator_alpha_sweep"
-            else kit.Tolerance(abs=0.0),
-            domain=kit.NONNEGATIVE,
-            gauge=kit.Gauge.NONE,
-            kind="forward",
-            evaluate=_fn,
-        )
-    )
+    kit.Theme(
+        source="notebook §7, §8, §10, §12",
+        # Exactness claims: the value is 0 when they hold; any change is a regression.
+        tolerance=kit.Tolerance(abs=1e-9, rel=1e-6)
+        if _name == "modulator_alpha_sweep"
+        else kit.Tolerance(abs=0.0),
+        gauge=kit.Gauge.NONE,
+        kind="forward",
+    ).declare(_name, _statistic, _claim, _fn, kit.NONNEGATIVE)

@@ -244,20 +244,12 @@ for _name, _statistic, _claim, _fn, _domain, _gauge in (
         kit.Gauge.NONE,
     ),
 ):
-    kit.declare(
-        kit.Property(
-            name=_name,
-            statistic=_statistic,
-            claim=_claim,
-            source="notebook §1",
-            version=1,
-            tolerance=kit.Tolerance(abs=1e-4),
-            domain=_domain,
-            gauge=_gauge,
-            gauge_note="cosines of token rows are unchanged by a residual rotation"
-            if _gauge == kit.Gauge.INVARIANT
-            else "",
-            kind="text",
-            evaluate=_fn,
-        )
-    )
+    kit.Theme(
+        source="notebook §1",
+        tolerance=kit.Tolerance(abs=1e-4),
+        gauge=_gauge,
+        gauge_note="cosines of token rows are unchanged by a residual rotation"
+        if _gauge == kit.Gauge.INVARIANT
+        else "",
+        kind="text",
+    ).declare(_name, _statistic, _claim, _fn, _domain)
