@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from terrain import family
 from terrain.anatomy.base import (
     Anatomy,
     Dimensions,
@@ -38,15 +39,6 @@ from terrain.anatomy.base import (
 from terrain.anatomy.config_fields import image_grid, optional_int, require_int, require_number
 from terrain.anatomy.shapes import check_layer_count, check_shapes, split_equal
 from terrain.families.vit import attend, layer_norm, patch_embed
-from terrain.family import (
-    Absent,
-    Family,
-    Norms,
-    StackCount,
-    TransformersModule,
-    per_type,
-    register,
-)
 from terrain.reference import ops
 from terrain.reference.family import (
     Block,
@@ -216,21 +208,25 @@ def census(config: Mapping[str, Any], architecture: str) -> dict[str, int]:
     }
 
 
-FAMILY = register(
-    Family(
+FAMILY = family.register(
+    family.Family(
         name="dinov2",
         model_types=MODEL_TYPES,
         anatomy=build,
-        norms=Norms(
+        norms=family.Norms(
             "pre-LN LayerNorm (gain and bias): norm1 before attention, norm2 before the MLP, "
             "each branch scaled per channel (layer_scale1/2) before the add; layernorm last"
         ),
-        heads=Absent("one encoder stack: the anatomy's dimensions give its heads"),
-        stack_counts=per_type(MODEL_TYPES, {_S: StackCount(None, "num_hidden_layers")}),
+        heads=family.Absent("one encoder stack: the anatomy's dimensions give its heads"),
+        stack_counts=family.per_type(
+            MODEL_TYPES, {_S: family.StackCount(None, "num_hidden_layers")}
+        ),
         symmetry=describe,
         reference=FamilyReference(lambda anatomy: [_S], block, embeddings),
-        census=per_type(MODEL_TYPES, census),
-        text=per_type(MODEL_TYPES, Absent("images only: no tokenizer and no text stack")),
-        module=TransformersModule(),
+        census=family.per_type(MODEL_TYPES, census),
+        text=family.per_type(
+            MODEL_TYPES, family.Absent("images only: no tokenizer and no text stack")
+        ),
+        module=family.TransformersModule(),
     )
 )
