@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from terrain import family
-from terrain.anatomy.base import Anatomy, Dimensions, Rule, TensorSource, classify, rule, unclaimed
+from terrain.anatomy import Anatomy, Dimensions, Rule, TensorSource, classify, rule, unclaimed
 from terrain.anatomy.config_fields import image_grid, optional_int, require_int, sub_config
 from terrain.anatomy.shapes import ShapeKey, check_layer_count, check_shapes
 from terrain.families.vit import attend, layer_norm, patch_embed, section_heads, tower_config

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from terrain.anatomy.base import (
+from terrain.anatomy import (
     Anatomy,
     Dimensions,
     Rule,

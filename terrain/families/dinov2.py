@@ -27,15 +27,7 @@ from typing import Any
 import torch
 
 from terrain import family
-from terrain.anatomy.base import (
-    Anatomy,
-    Dimensions,
-    TensorRole,
-    TensorSource,
-    classify,
-    rule,
-    unclaimed,
-)
+from terrain.anatomy import Anatomy, Dimensions, TensorRole, TensorSource, classify, rule, unclaimed
 from terrain.anatomy.config_fields import image_grid, optional_int, require_int, require_number
 from terrain.anatomy.shapes import check_layer_count, check_shapes, split_equal
 from terrain.families.vit import attend, layer_norm, patch_embed

@@ -26,15 +26,7 @@ from typing import Any
 import torch
 
 from terrain import family
-from terrain.anatomy.base import (
-    Anatomy,
-    Dimensions,
-    TensorRole,
-    TensorSource,
-    classify,
-    rule,
-    unclaimed,
-)
+from terrain.anatomy import Anatomy, Dimensions, TensorRole, TensorSource, classify, rule, unclaimed
 from terrain.anatomy.config_fields import optional_int, require_int
 from terrain.anatomy.shapes import check_layer_count, check_shapes, split_equal
 from terrain.families.decoder import DECODER_TEXT, allowed, lin, one_stack, token_embeddings

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from terrain import family
-from terrain.anatomy.base import (
+from terrain.anatomy import (
     Anatomy,
     Dimensions,
     Rule,

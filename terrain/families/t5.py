@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from terrain import family
-from terrain.anatomy.base import Anatomy, Dimensions, Rule, TensorSource, classify, rule
+from terrain.anatomy import Anatomy, Dimensions, Rule, TensorSource, classify, rule
 from terrain.anatomy.config_fields import require_int
 from terrain.anatomy.shapes import check_layer_count, check_shape
 from terrain.reference import ops

@@ -30,15 +30,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from terrain.anatomy.base import (
-    Anatomy,
-    Dimensions,
-    TensorRole,
-    TensorSource,
-    classify,
-    rule,
-    unclaimed,
-)
+from terrain.anatomy import Anatomy, Dimensions, TensorRole, TensorSource, classify, rule, unclaimed
 from terrain.anatomy.config_fields import optional_int, require_int, sub_config
 from terrain.anatomy.shapes import (
     ShapeKey,
