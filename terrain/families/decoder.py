@@ -263,8 +263,7 @@ def describer(variant: DecoderVariant) -> Describer:
                 i = int(lay.where.split(".")[1])
                 q_site = NormSite(tensor_of(anatomy, STACK, "norm_attn", i), (lay.q, lay.k, lay.v))
                 norms.append(q_site)
-                readers = (block.up,) if block.gate is None else (block.gate, block.up)
-                norms.append(NormSite(tensor_of(anatomy, STACK, "norm_mlp", i), readers))
+                norms.append(NormSite(tensor_of(anatomy, STACK, "norm_mlp", i), block.readers))
                 writers += [lay.o, block.down]
             norms.append(NormSite(tensor_of(anatomy, STACK, "norm_final", None), (head,)))
             tables = tuple(r.tensor for r in anatomy.find("embed_tokens"))

@@ -47,10 +47,9 @@ from terrain.reference.family import Block, Context, FamilyReference, find, read
 from terrain.symmetry.catalogue import (
     attention_layout,
     layer_indices,
+    mlp_layout,
     one,
-    optional_projection,
     output_head,
-    projection,
 )
 from terrain.symmetry.layout import (
     Architecture,
@@ -201,16 +200,9 @@ def describe(anatomy: Anatomy, config: Mapping[str, Any], weights: Weights) -> A
                 norms.append(NormSite(_gain(anatomy, stack, "norm_cross", i), (cross.q,)))
                 cross_readers += [cross.k, cross.v]
                 writers.append(cross.o)
-            block = MlpLayout(
-                f"{stack}.{i}.mlp",
-                up=projection(anatomy, stack, "mlp_up", i),
-                down=projection(anatomy, stack, "mlp_down", i),
-                activation=act,
-                gate=optional_projection(anatomy, stack, "mlp_gate", i),
-            )
+            block = mlp_layout(anatomy, stack, i, act)
             mlp.append(block)
-            readers = (block.up,) if block.gate is None else (block.gate, block.up)
-            norms.append(NormSite(_gain(anatomy, stack, "norm_mlp", i), readers))
+            norms.append(NormSite(_gain(anatomy, stack, "norm_mlp", i), block.readers))
             writers.append(block.down)
 
     head = output_head(anatomy, weights)
