@@ -45,6 +45,7 @@ from terrain.anatomy.shapes import (
     check_layer_count,
     check_shapes,
     layer_types_from_config,
+    mlp_and_norm_shapes,
 )
 from terrain.family import (
     Absent,
@@ -168,12 +169,7 @@ def decoder_shapes(dims: Dimensions) -> dict[ShapeKey, tuple[int, ...]]:
         "k": (kv, d),
         "v": (kv, d),
         "o": (d, inner),
-        "mlp_gate": (dims.d_ff, d),
-        "mlp_up": (dims.d_ff, d),
-        "mlp_down": (d, dims.d_ff),
-        "norm_attn": (d,),
-        "norm_mlp": (d,),
-        "norm_final": (d,),
+        **mlp_and_norm_shapes(d, dims.d_ff),
         "embed_tokens": (dims.vocab_size, d),
         "lm_head": (dims.vocab_size, d),
     }

@@ -29,7 +29,12 @@ import torch
 from terrain import family
 from terrain.anatomy import Anatomy, Dimensions, TensorRole, TensorSource, classify, rule, unclaimed
 from terrain.anatomy.config_fields import image_grid, optional_int, require_int, require_number
-from terrain.anatomy.shapes import check_layer_count, check_shapes, split_equal
+from terrain.anatomy.shapes import (
+    check_layer_count,
+    check_shapes,
+    mlp_and_norm_shapes,
+    split_equal,
+)
 from terrain.families.vit import attend, layer_norm, patch_embed
 from terrain.reference import ops
 from terrain.reference.family import (
@@ -123,12 +128,7 @@ def build(source: TensorSource, config: Mapping[str, Any]) -> Anatomy:
         roles,
         {
             **{r: (d, d) for r in ("q", "k", "v", "o")},
-            "mlp_gate": (d_ff, d),
-            "mlp_up": (d_ff, d),
-            "mlp_down": (d, d_ff),
-            "norm_attn": (d,),
-            "norm_mlp": (d,),
-            "norm_final": (d,),
+            **mlp_and_norm_shapes(d, d_ff),
             "layer_scale_attn": (d,),
             "layer_scale_mlp": (d,),
             "cls_token": (1, 1, d),
