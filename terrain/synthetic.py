@@ -11,15 +11,12 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 from terrain.architecture import check_config_fields, model_class
+from terrain.atomic import build_folder
 from terrain.errors import CheckpointError, SourceError
 from terrain.family import named_layout
 
@@ -67,7 +64,8 @@ def random_init_replica(
 ) -> Path:
     """The folder of a seeded random-init model of `config`, building it on first use.
 
-    Safe under xdist: a file lock serialises builders and the folder appears atomically.
+    Safe under xdist: a file lock serialises builders and the folder appears atomically
+    (terrain.atomic.build_folder).
     """
     key = replica_key(config, seed)
     # model_type names the folder (and its lock file): a plain name only, never a path
@@ -78,22 +76,12 @@ def random_init_replica(
         raise SourceError(str(e)) from None
     model_type = str(config.get("model_type", "model"))
     target = cache_dir / "synthetic" / f"{model_type}-{key}"
-    if is_random_init(target):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if is_random_init(target):
-            return target
+
+    def build(tmp: Path) -> None:
         log.warning("terrain: building random-init replica %r (seed %d) in %s", label, seed, target)
-        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-        try:
-            _build(config, seed, tmp, label)
-            if target.exists():
-                shutil.rmtree(target)
-            tmp.rename(target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        _build(config, seed, tmp, label)
+
+    return build_folder(target, is_random_init, build)
 
 
 def _build(config: Mapping[str, Any], seed: int, out: Path, label: str) -> None:
