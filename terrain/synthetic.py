@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from terrain.architecture import check_config_fields, model_class
+from terrain.architecture import PROVENANCE_KEYS, check_config_fields, model_class
 from terrain.atomic import build_folder
 from terrain.errors import CheckpointError, SourceError
 from terrain.family import named_layout
@@ -23,8 +23,6 @@ from terrain.family import named_layout
 PROVENANCE_FILE = "terrain_synthetic.json"
 # Bump when the way replicas are built changes, so that old caches are not reused.
 FORMAT_VERSION = 1
-# Config keys that describe where a checkpoint came from, not what it computes.
-_PROVENANCE_KEYS = ("_name_or_path", "transformers_version", "torch_dtype", "dtype", "_commit_hash")
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +39,7 @@ def replica_key(config: Mapping[str, Any], seed: int) -> str:
     import torch
     import transformers
 
-    canonical = {k: v for k, v in config.items() if k not in _PROVENANCE_KEYS}
+    canonical = {k: v for k, v in config.items() if k not in PROVENANCE_KEYS}
     payload = json.dumps(
         {
             "config": canonical,
@@ -88,7 +86,7 @@ def _build(config: Mapping[str, Any], seed: int, out: Path, label: str) -> None:
     import torch
     import transformers
 
-    clean = {k: v for k, v in config.items() if k not in _PROVENANCE_KEYS}
+    clean = {k: v for k, v in config.items() if k not in PROVENANCE_KEYS}
     model_type = clean.pop("model_type", None)
     if not isinstance(model_type, str):
         raise SourceError(f"synthetic model {label!r}: config has no 'model_type'")
