@@ -6,6 +6,9 @@ transformers package (`architectures[0]` names the class a module is built from)
 are checked before use: a model_type is a plain name (no `/`, no `..`), `architectures`
 is a list of class names, and the class is looked up only among transformers' model
 classes, so that a name such as "pipeline" never calls the function it names.
+
+Here too: the config keys that say where a checkpoint came from rather than what it
+computes (`PROVENANCE_KEYS`), and the model a config builds on the meta device.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import Any
 from terrain.errors import CheckpointError
 from terrain.suggest import did_you_mean
 
+# Config keys that say where a checkpoint came from, not what it computes.
+PROVENANCE_KEYS = ("_name_or_path", "transformers_version", "torch_dtype", "dtype", "_commit_hash")
 _MODEL_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _CLASS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
@@ -72,3 +77,23 @@ def model_class(where: str, config: Mapping[str, Any], *, remote_code: bool = Fa
         f"{where}: field 'architectures' names {name!r}, which is not a model class of "
         f"transformers {transformers.__version__}{did_you_mean(name, known)}"
     )
+
+
+def meta_model(
+    config: Mapping[str, Any], model_type: str, label: str, error: type[Exception]
+) -> tuple[Any, Any]:
+    """transformers' model of `config` (provenance keys left out) on the meta device (shapes,
+    no storage), and its config as transformers completes it; `error`, naming `label`, when
+    transformers cannot build the config."""
+    import torch
+    import transformers
+
+    clean = {k: v for k, v in config.items() if k not in (*PROVENANCE_KEYS, "model_type")}
+    try:
+        hf_config = transformers.AutoConfig.for_model(model_type, **clean)
+    except (ValueError, KeyError, TypeError) as e:
+        raise error(f"{label}: transformers cannot build the config: {e}") from None
+    cls = model_class(f"{label}: config", clean)
+    build: Any = cls if cls is not None else transformers.AutoModel.from_config
+    with torch.device("meta"):
+        return build(hf_config), hf_config

@@ -3,15 +3,20 @@
 A reader (or a run killed mid-write) sees either the previous complete file or the new
 complete file, never a truncated one: the data goes to a temporary file in the target's
 own folder (so the rename stays on one file system), is flushed to disk, and
-`os.replace` puts it in place in one step.
+`os.replace` puts it in place in one step. A cached folder (`build_folder`) is built the
+same way, a temporary folder beside it renamed into place, under a file lock.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+
+from filelock import FileLock
 
 from terrain.errors import TerrainError
 
@@ -53,3 +58,26 @@ def _drop_leftovers(path: Path) -> None:
     """
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         stale.unlink(missing_ok=True)
+
+
+def build_folder(
+    target: Path, complete: Callable[[Path], bool], build: Callable[[Path], None]
+) -> Path:
+    """`target`, built once: `build` fills a temporary folder beside it, which is then
+    renamed into place; a folder that `complete` accepts is used as it is. Safe under
+    xdist: a file lock serialises builders and the folder appears whole."""
+    if complete(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if complete(target):
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+        try:
+            build(tmp)
+            if target.exists():
+                shutil.rmtree(target)
+            tmp.rename(target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target

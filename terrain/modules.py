@@ -48,11 +48,16 @@ def build_module(
             f"{', '.join(repr(m) for m in missing[:3])}{more}; transformers would initialise "
             "them at random"
         )
+    return finite_module(module, checkpoint.name, device)
+
+
+def finite_module(module: Any, name: str, device: str) -> Any:
+    """`module` in eval mode on `device`, refused if any parameter holds NaN or Inf."""
     for pname, param in module.named_parameters():
         bad = non_finite_count(param.detach())
         if bad:
             raise CheckpointError(
-                f"model {checkpoint.name!r}: module parameter {pname!r} has {bad} of "
+                f"model {name!r}: module parameter {pname!r} has {bad} of "
                 f"{param.numel()} values that are NaN or Inf"
             )
     return module.to(device).eval()

@@ -11,23 +11,18 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
-from terrain.architecture import check_config_fields, model_class
+from terrain.architecture import PROVENANCE_KEYS, check_config_fields, model_class
+from terrain.atomic import build_folder
 from terrain.errors import CheckpointError, SourceError
 from terrain.family import named_layout
 
 PROVENANCE_FILE = "terrain_synthetic.json"
 # Bump when the way replicas are built changes, so that old caches are not reused.
 FORMAT_VERSION = 1
-# Config keys that describe where a checkpoint came from, not what it computes.
-_PROVENANCE_KEYS = ("_name_or_path", "transformers_version", "torch_dtype", "dtype", "_commit_hash")
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +39,7 @@ def replica_key(config: Mapping[str, Any], seed: int) -> str:
     import torch
     import transformers
 
-    canonical = {k: v for k, v in config.items() if k not in _PROVENANCE_KEYS}
+    canonical = {k: v for k, v in config.items() if k not in PROVENANCE_KEYS}
     payload = json.dumps(
         {
             "config": canonical,
@@ -67,7 +62,8 @@ def random_init_replica(
 ) -> Path:
     """The folder of a seeded random-init model of `config`, building it on first use.
 
-    Safe under xdist: a file lock serialises builders and the folder appears atomically.
+    Safe under xdist: a file lock serialises builders and the folder appears atomically
+    (terrain.atomic.build_folder).
     """
     key = replica_key(config, seed)
     # model_type names the folder (and its lock file): a plain name only, never a path
@@ -78,29 +74,19 @@ def random_init_replica(
         raise SourceError(str(e)) from None
     model_type = str(config.get("model_type", "model"))
     target = cache_dir / "synthetic" / f"{model_type}-{key}"
-    if is_random_init(target):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if is_random_init(target):
-            return target
+
+    def build(tmp: Path) -> None:
         log.warning("terrain: building random-init replica %r (seed %d) in %s", label, seed, target)
-        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-        try:
-            _build(config, seed, tmp, label)
-            if target.exists():
-                shutil.rmtree(target)
-            tmp.rename(target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        _build(config, seed, tmp, label)
+
+    return build_folder(target, is_random_init, build)
 
 
 def _build(config: Mapping[str, Any], seed: int, out: Path, label: str) -> None:
     import torch
     import transformers
 
-    clean = {k: v for k, v in config.items() if k not in _PROVENANCE_KEYS}
+    clean = {k: v for k, v in config.items() if k not in PROVENANCE_KEYS}
     model_type = clean.pop("model_type", None)
     if not isinstance(model_type, str):
         raise SourceError(f"synthetic model {label!r}: config has no 'model_type'")

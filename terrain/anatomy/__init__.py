@@ -1,7 +1,8 @@
 """Checkpoint tensor names -> canonical roles, by the adapter of each family.
 
 The adapters are declared with their families (terrain/families/, `Family.anatomy`);
-this package holds what they share (base, shapes, config_fields, meta) and `build_anatomy`.
+this package holds what they share (base, shapes, config_fields, meta) and `build_anatomy`,
+and names base's vocabulary of an adapter (its rules, `classify`, the types) for them.
 """
 
 from __future__ import annotations
@@ -9,7 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from terrain.anatomy.base import Anatomy, TensorRole, TensorSource
+from terrain.anatomy.base import (
+    Anatomy,
+    Dimensions,
+    Rule,
+    TensorRole,
+    TensorSource,
+    Unclaimed,
+    classify,
+    rule,
+    unclaimed,
+)
 from terrain.family import family_for_config, family_names, get_family
 
 
@@ -21,4 +32,16 @@ def build_anatomy(
     return chosen.anatomy(source, config)
 
 
-__all__ = ["Anatomy", "TensorRole", "TensorSource", "build_anatomy", "family_names"]
+__all__ = [
+    "Anatomy",
+    "Dimensions",
+    "Rule",
+    "TensorRole",
+    "TensorSource",
+    "Unclaimed",
+    "build_anatomy",
+    "classify",
+    "family_names",
+    "rule",
+    "unclaimed",
+]

@@ -16,12 +16,11 @@ from typing import Any
 import torch
 
 from terrain.anatomy.base import Anatomy
-from terrain.architecture import model_class
+from terrain.architecture import meta_model
 from terrain.errors import AnatomyError, CheckpointError
 from terrain.family import family_for_config, get_family, named_layout
 
 # Config keys that say where a checkpoint came from, not what it computes.
-_PROVENANCE_KEYS = ("_name_or_path", "transformers_version", "torch_dtype", "dtype", "_commit_hash")
 
 
 class MetaSource:
@@ -63,17 +62,7 @@ def _on_meta(
         with torch.device("meta"):
             laid_out = layout.module(config, name)
         return {k: tuple(v.shape) for k, v in laid_out.state_dict().items()}, config
-    import transformers
-
-    clean = {k: v for k, v in config.items() if k not in (*_PROVENANCE_KEYS, "model_type")}
-    try:
-        hf_config = transformers.AutoConfig.for_model(model_type, **clean)
-    except (ValueError, KeyError, TypeError) as e:
-        raise AnatomyError(f"model {name!r}: transformers cannot build the config: {e}") from None
-    cls = model_class(f"model {name!r}: config", clean)
-    build: Any = cls if cls is not None else transformers.AutoModel.from_config
-    with torch.device("meta"):
-        model = build(hf_config)
+    model, hf_config = meta_model(config, model_type, f"model {name!r}", AnatomyError)
     shapes = {k: tuple(v.shape) for k, v in _as_saved(model).items()}
     completed: dict[str, Any] = hf_config.to_dict()
     return shapes, completed

@@ -19,6 +19,7 @@ __all__ = [
     "check_shape",
     "check_shapes",
     "layer_types_from_config",
+    "mlp_and_norm_shapes",
     "split_equal",
     "split_rows",
 ]
@@ -101,6 +102,19 @@ def check_shape(
 
 
 ShapeKey = str | tuple[str, str]
+
+
+def mlp_and_norm_shapes(d: int, d_ff: int) -> dict[ShapeKey, tuple[int, ...]]:
+    """A block's MLP (gate when stored, up, down; as nn.Linear reads them: (out, in)), its two
+    norm gains and the final norm, at width d and MLP width d_ff."""
+    return {
+        "mlp_gate": (d_ff, d),
+        "mlp_up": (d_ff, d),
+        "mlp_down": (d, d_ff),
+        "norm_attn": (d,),
+        "norm_mlp": (d,),
+        "norm_final": (d,),
+    }
 
 
 def check_shapes(

@@ -12,16 +12,13 @@ import math
 from typing import TYPE_CHECKING
 
 from terrain.anatomy.meta import census_from_config
-from terrain.baselines import Tolerance
-from terrain.checks.common import band
-from terrain.findings import Expected, Finding
-from terrain.property import FRACTION, Evaluation, Expectation, Gauge, Property, declare
+from terrain.checks import kit
 
 if TYPE_CHECKING:
     from terrain.model import LoadedModel
 
 
-def anatomy_census(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def anatomy_census(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     census = model.anatomy.census()
     census["dtypes"] = model.dtype_census()
     predicted = model.memo(
@@ -34,13 +31,13 @@ def anatomy_census(model: LoadedModel, expect: Expectation | None) -> Evaluation
         for role in roles
         if census["by_role"].get(role) != predicted["by_role"].get(role)
     }
-    default = Expected(1.0, 1.0, "the config's own module, built on the meta device")
-    finding = Finding(
+    default = kit.Expected(1.0, 1.0, "the config's own module, built on the meta device")
+    finding = kit.Finding(
         model=model.name,
         property="anatomy_census",
         statistic="fraction of roles whose tensor and parameter counts match the config",
         value=1.0 - len(differ) / len(roles) if roles else math.nan,
-        expected=band(expect, default),
+        expected=kit.band(expect, default),
         null=None,  # a count of the checkpoint's own tensors: no null model applies
         n=census["tensors"],
         random_init=model.random_init,
@@ -51,11 +48,11 @@ def anatomy_census(model: LoadedModel, expect: Expectation | None) -> Evaluation
         },
         tracked={"parameters": float(census["parameters"]), "tensors": float(census["tensors"])},
     )
-    return Evaluation(finding)
+    return kit.Evaluation(finding)
 
 
-declare(
-    Property(
+kit.declare(
+    kit.Property(
         name="anatomy_census",
         statistic="fraction of roles whose tensor and parameter counts match the config",
         claim="every tensor has a role or a reason, and the roles' tensor and parameter counts "
@@ -63,9 +60,9 @@ declare(
         source="the checkpoint's config",
         version=1,
         # Counts of the checkpoint's own tensors: any change is a different architecture.
-        tolerance=Tolerance(abs=0.0),
-        domain=FRACTION,
-        gauge=Gauge.NONE,
+        tolerance=kit.Tolerance(abs=0.0),
+        domain=kit.FRACTION,
+        gauge=kit.Gauge.NONE,
         kind="weights",
         evaluate=anatomy_census,
     )

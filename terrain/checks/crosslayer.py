@@ -21,21 +21,8 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import Field
 from scipy import integrate, stats
 
-from terrain.baselines import Tolerance
-from terrain.battery import BatteryResult
-from terrain.checks.common import null_of
-from terrain.findings import Expected, Finding, Null
+from terrain.checks import kit
 from terrain.measures.crosslayer import RoleCorrelation
-from terrain.property import (
-    FRACTION,
-    Evaluation,
-    Expectation,
-    Gauge,
-    NotApplicableError,
-    Property,
-    declare,
-)
-from terrain.report.evidence import Evidence
 from terrain.report.plots import layer_matrices
 
 if TYPE_CHECKING:
@@ -45,7 +32,7 @@ ATTENTION = ("q", "k", "v", "o")
 FAMILY_WISE = 1e-3  # the bound's chance of being exceeded by independent layers
 
 
-class CrossLayerExpect(Expectation):
+class CrossLayerExpect(kit.Expectation):
     """The bound below which adjacent-layer cosines count as near zero."""
 
     max_abs: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
@@ -69,7 +56,7 @@ def max_z_pvalue(x: float, m: int) -> float:
     return float(-math.expm1(m * math.log1p(-min(tail, 1.0 - 1e-300))))
 
 
-def _in_scope(result: BatteryResult, attention: bool) -> list[RoleCorrelation]:
+def _in_scope(result: kit.BatteryResult, attention: bool) -> list[RoleCorrelation]:
     return [c for c in result.crosslayer.values() if (c.role in ATTENTION) == attention]
 
 
@@ -87,12 +74,12 @@ def _worst(roles: list[RoleCorrelation], max_abs: float) -> tuple[RoleCorrelatio
 
 def _evaluate(
     model: LoadedModel, expect: CrossLayerExpect | None, *, attention: bool
-) -> Evaluation:
+) -> kit.Evaluation:
     max_abs = (expect or CrossLayerExpect()).max_abs
     roles = _in_scope(model.battery(), attention)
     what = "attention q/k/v/o" if attention else "roles other than q/k/v/o"
     if not roles:
-        raise NotApplicableError(f"model {model.name!r}: no {what} in two or more layers")
+        raise kit.NotApplicableError(f"model {model.name!r}: no {what} in two or more layers")
     worst, bound, pairs = _worst(roles, max_abs)
     prop = "crosslayer_corr" if attention else "crosslayer_corr_mlp"
     source = (
@@ -101,27 +88,27 @@ def _evaluate(
         f"{1 - FAMILY_WISE:g} quantile of the largest of {pairs} independent |N(0,1)|"
     )
 
-    def statistic(b: BatteryResult) -> float | None:
+    def statistic(b: kit.BatteryResult) -> float | None:
         mine = _in_scope(b, attention)
         return _worst(mine, max_abs)[0].max_abs_adjacent if mine else None
 
     null = None
     if model.null_plan.full:
-        null = null_of(model, statistic)
+        null = kit.null_of(model, statistic)
     if null is None:
         max_z = float(max(r.max_abs_adjacent * math.sqrt(r.n) for r in roles))
-        null = Null(
+        null = kit.Null(
             expected_max_z(pairs) / math.sqrt(worst.n),
             f"analytic: expected largest |cos| of {pairs} independent pairs of n={worst.n}",
             p_value=max_z_pvalue(max_z, pairs),
             p_method=f"exact law of the largest of {pairs} independent |z| = |cos|·√n",
         )
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property=prop,
         statistic=f"max |cos| of adjacent-layer weights, {what} ({worst.stack}.{worst.role})",
         value=worst.max_abs_adjacent,
-        expected=Expected(None, bound, source),
+        expected=kit.Expected(None, bound, source),
         null=null,
         n=worst.n,
         random_init=model.random_init,
@@ -146,7 +133,7 @@ def _evaluate(
     plot = layer_matrices(
         {f"{r.stack}.{r.role}": r.matrix for r in roles}, f"{model.name}: layer × layer cosine"
     )
-    return Evaluation(finding, (Evidence("layer x layer cosine", plot),))
+    return kit.Evaluation(finding, (kit.Evidence("layer x layer cosine", plot),))
 
 
 def _tracked_key(r: RoleCorrelation, attention: bool) -> str:
@@ -154,11 +141,11 @@ def _tracked_key(r: RoleCorrelation, attention: bool) -> str:
     return f"{r.stack}.{r.role}" + ("" if attention else " max_abs_adjacent")
 
 
-def attention_crosslayer(model: LoadedModel, expect: CrossLayerExpect | None) -> Evaluation:
+def attention_crosslayer(model: LoadedModel, expect: CrossLayerExpect | None) -> kit.Evaluation:
     return _evaluate(model, expect, attention=True)
 
 
-def other_crosslayer(model: LoadedModel, expect: CrossLayerExpect | None) -> Evaluation:
+def other_crosslayer(model: LoadedModel, expect: CrossLayerExpect | None) -> kit.Evaluation:
     return _evaluate(model, expect, attention=False)
 
 
@@ -175,8 +162,8 @@ for _name, _what, _fn, _version in (
         2,
     ),
 ):
-    declare(
-        Property(
+    kit.declare(
+        kit.Property(
             name=_name,
             statistic=f"max |cos| of flattened adjacent-layer weights, {_what}",
             claim=f"adjacent layers' {_what} weights are uncorrelated: every role's largest "
@@ -184,9 +171,9 @@ for _name, _what, _fn, _version in (
             "adjacent pairs under independence",
             source="seed notebook §4",
             version=_version,
-            tolerance=Tolerance(abs=0.01),
-            domain=FRACTION,
-            gauge=Gauge.DEPENDENT,
+            tolerance=kit.Tolerance(abs=0.01),
+            domain=kit.FRACTION,
+            gauge=kit.Gauge.DEPENDENT,
             gauge_note=GAUGE_NOTE,
             kind="weights",
             evaluate=_fn,

@@ -25,29 +25,14 @@ import torch
 from pydantic import Field
 
 from terrain.anatomy import TensorRole
-from terrain.baselines import Tolerance
-from terrain.battery import BatteryResult
 from terrain.battery.reader import Reader
-from terrain.checks.common import band, null_of
+from terrain.checks import kit
 from terrain.errors import AnatomyError
-from terrain.findings import Expected, Finding, Null
 from terrain.measures.embedding import SEED_REFERENCE, EmbeddingGeometry, covariance_eigenvalues
 from terrain.measures.simplex import SimplexCV, simplex_cv
 from terrain.measures.simplex_null import gaussian_null_cv
 from terrain.measures.sparsity import count_tensor
-from terrain.property import (
-    COSINE,
-    FRACTION,
-    NONNEGATIVE,
-    Evaluation,
-    Expectation,
-    Gauge,
-    NotApplicableError,
-    Property,
-    declare,
-)
 from terrain.report.battery_plots import eigenspectra
-from terrain.report.evidence import Evidence
 from terrain.report.plots import volume_histogram
 
 if TYPE_CHECKING:
@@ -67,7 +52,7 @@ def _geometry(model: LoadedModel) -> EmbeddingGeometry:
     result = model.battery()
     if result.embedding is None:
         why = result.embedding_skipped or "no token-embedding table"
-        raise NotApplicableError(f"model {model.name!r}: {why}")
+        raise kit.NotApplicableError(f"model {model.name!r}: {why}")
     return result.embedding
 
 
@@ -75,50 +60,50 @@ def _null_geometry(model: LoadedModel) -> EmbeddingGeometry | None:
     return model.null_batteries()[0].embedding
 
 
-def weight_tying(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def weight_tying(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     tying = model.battery().tying
     if tying is None or not tying.pairs:
-        raise NotApplicableError(f"model {model.name!r}: one token table and no LM head to tie")
-    default = Expected(1.0, 1.0, "config.json tie_word_embeddings and the loader's tying")
-    finding = Finding(
+        raise kit.NotApplicableError(f"model {model.name!r}: one token table and no LM head to tie")
+    default = kit.Expected(1.0, 1.0, "config.json tie_word_embeddings and the loader's tying")
+    finding = kit.Finding(
         model=model.name,
         property="weight_tying",
         statistic="share of token-table copies and LM head consistent with the config's tying",
         value=tying.consistent_fraction,
-        expected=band(expect, default),
+        expected=kit.band(expect, default),
         null=None,  # a fact of the checkpoint's own layout: no null model applies
         n=len(tying.pairs),
         random_init=model.random_init,
         details=tying.as_dict(),
         tracked={f"{p.table} consistent": float(p.consistent) for p in tying.pairs},
     )
-    return Evaluation(finding)
+    return kit.Evaluation(finding)
 
 
-def _geometry_null(model: LoadedModel, statistic: str, analytic: float, what: str) -> Null:
-    def of(b: BatteryResult) -> float | None:
+def _geometry_null(model: LoadedModel, statistic: str, analytic: float, what: str) -> kit.Null:
+    def of(b: kit.BatteryResult) -> float | None:
         return None if b.embedding is None else float(getattr(b.embedding, statistic))
 
-    sampled = null_of(model, of)
-    return sampled if sampled is not None else Null(analytic, f"{ANALYTIC}: {what}")
+    sampled = kit.null_of(model, of)
+    return sampled if sampled is not None else kit.Null(analytic, f"{ANALYTIC}: {what}")
 
 
-def participation_ratio(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def participation_ratio(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     geo = _geometry(model)
     null = _null_geometry(model)
     tol = 0.02 + 1.0 / math.sqrt(geo.dim)
     analytic = geo.null_pr_over_dim
     default = (
-        Expected(analytic * (1 - tol), analytic * (1 + tol), "i.i.d. table: 1/(1 + D/N)")
+        kit.Expected(analytic * (1 - tol), analytic * (1 + tol), "i.i.d. table: 1/(1 + D/N)")
         if model.random_init
         else None
     )
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="embedding_participation_ratio",
         statistic="participation ratio of the token-embedding covariance / dim",
         value=geo.pr_over_dim,
-        expected=band(expect, default),
+        expected=kit.band(expect, default),
         null=_geometry_null(model, "pr_over_dim", analytic, "1/(1+D/N)"),
         n=geo.n_tokens,
         random_init=model.random_init,
@@ -140,22 +125,26 @@ def participation_ratio(model: LoadedModel, expect: Expectation | None) -> Evalu
         title=f"{model.name}: token-embedding covariance eigenvalues",
         ylabel="eigenvalue / total variance",
     )
-    return Evaluation(finding, (Evidence("embedding eigenspectrum against the null", plot),))
+    return kit.Evaluation(
+        finding, (kit.Evidence("embedding eigenspectrum against the null", plot),)
+    )
 
 
-def mean_cosine(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def mean_cosine(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     geo = _geometry(model)
     null = _null_geometry(model)
     width = COSINE_BAND_SDS * math.sqrt(2.0 / geo.dim) / geo.n_sample
     default = (
-        Expected(-width, width, "independent isotropic rows: mean 0") if model.random_init else None
+        kit.Expected(-width, width, "independent isotropic rows: mean 0")
+        if model.random_init
+        else None
     )
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="embedding_mean_cosine",
         statistic="mean pairwise cosine of sampled token embeddings",
         value=geo.mean_cosine,
-        expected=band(expect, default),
+        expected=kit.band(expect, default),
         null=_geometry_null(model, "mean_cosine", 0.0, "mean 0"),
         interval=geo.cosine_interval,
         n=geo.n_sample,
@@ -176,10 +165,10 @@ def mean_cosine(model: LoadedModel, expect: Expectation | None) -> Evaluation:
             "norm_std": geo.norm_std,
         },
     )
-    return Evaluation(finding)
+    return kit.Evaluation(finding)
 
 
-class SimplexCVExpect(Expectation):
+class SimplexCVExpect(kit.Expectation):
     """The CV band, and the sample it is measured on."""
 
     n_simplices: Annotated[int, Field(ge=10, le=10_000_000)] = 1000
@@ -192,7 +181,7 @@ def _table(model: LoadedModel) -> tuple[TensorRole, torch.Tensor]:
     try:
         entry = model.anatomy.token_embedding()
     except AnatomyError:
-        raise NotApplicableError(
+        raise kit.NotApplicableError(
             f"model {model.name!r} has no token embedding (no text input)"
         ) from None
     source = model.anatomy.source
@@ -227,7 +216,7 @@ def _matched_text(matched: SimplexCV) -> str:
     )
 
 
-def pentachoron_cv(model: LoadedModel, expect: SimplexCVExpect | None) -> Evaluation:
+def pentachoron_cv(model: LoadedModel, expect: SimplexCVExpect | None) -> kit.Evaluation:
     n = expect.n_simplices if expect else 1000
     seed = expect.seed if expect else 0
     entry, table = _table(model)
@@ -236,13 +225,15 @@ def pentachoron_cv(model: LoadedModel, expect: SimplexCVExpect | None) -> Evalua
     dim = int(table.shape[1])
     null = gaussian_null_cv(dim, std, n_simplices=n, seed=seed, device=model.device)
     matched = _covariance_matched(model, table, std, n, seed)
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="simplex_cv",
         statistic="CV of 4-simplex volumes of the token embedding",
         value=measured.value,
-        expected=band(expect),
-        null=Null(null.value, f"Gaussian points, D={dim}, std={std:.3g}" + _matched_text(matched)),
+        expected=kit.band(expect),
+        null=kit.Null(
+            null.value, f"Gaussian points, D={dim}, std={std:.3g}" + _matched_text(matched)
+        ),
         interval=measured.interval,
         n=measured.n_valid,
         seed=seed,
@@ -259,42 +250,42 @@ def pentachoron_cv(model: LoadedModel, expect: SimplexCVExpect | None) -> Evalua
     plot = volume_histogram(
         measured.volumes, null.volumes, f"{model.name}: simplex volumes (N={measured.n_valid})"
     )
-    return Evaluation(finding, (Evidence("simplex volumes vs null", plot),))
+    return kit.Evaluation(finding, (kit.Evidence("simplex volumes vs null", plot),))
 
 
-declare(
-    Property(
+kit.declare(
+    kit.Property(
         name="weight_tying",
         statistic="share of token-table copies and LM head consistent with the config's tying",
         claim="every stored copy of the token table is the shared table, and the LM head is "
         "absent or identical when the config ties it, stored and different when it does not",
         source="config.json tie_word_embeddings and the loader's tying",
         version=1,
-        tolerance=Tolerance(abs=0.0),
-        domain=FRACTION,
-        gauge=Gauge.NONE,
+        tolerance=kit.Tolerance(abs=0.0),
+        domain=kit.FRACTION,
+        gauge=kit.Gauge.NONE,
         kind="weights",
         evaluate=weight_tying,
     )
 )
-declare(
-    Property(
+kit.declare(
+    kit.Property(
         name="embedding_participation_ratio",
         statistic="participation ratio of the token-embedding covariance / dim",
         claim="participation ratio (Σλ)²/Σλ² of the token-embedding covariance per dimension; "
         "i.i.d. null 1/(1 + dim/tokens), asserted at random init",
         source="seed notebook §2 (Qwen3.5-0.8B: 0.535)",
         version=1,
-        tolerance=Tolerance(abs=0.01),
-        domain=FRACTION,
-        gauge=Gauge.INVARIANT,
+        tolerance=kit.Tolerance(abs=0.01),
+        domain=kit.FRACTION,
+        gauge=kit.Gauge.INVARIANT,
         gauge_note=ROTATION_NOTE,
         kind="weights",
         evaluate=participation_ratio,
     )
 )
-declare(
-    Property(
+kit.declare(
+    kit.Property(
         name="embedding_mean_cosine",
         statistic="mean pairwise cosine of sampled token embeddings",
         claim="mean pairwise cosine of token embeddings over a seeded sample; analytic null 0 "
@@ -303,25 +294,25 @@ declare(
         version=1,
         # Sampled: within its interval; its exact companions (norms, cosine sd) to rounding,
         # which moves with the summation order of the linear-algebra library.
-        tolerance=Tolerance(abs=1e-9),
-        domain=COSINE,
-        gauge=Gauge.INVARIANT,
+        tolerance=kit.Tolerance(abs=1e-9),
+        domain=kit.COSINE,
+        gauge=kit.Gauge.INVARIANT,
         gauge_note=ROTATION_NOTE,
         kind="weights",
         evaluate=mean_cosine,
     )
 )
-declare(
-    Property(
+kit.declare(
+    kit.Property(
         name="simplex_cv",
         statistic="CV of Cayley–Menger volumes of N seeded random 5-token simplices",
         claim="the CV of 4-simplex volumes of the token embedding lies in the model's band",
         source="seed notebook §1: 0.20–0.23 for T5-small (the seed's own models only)",
         version=1,
         # Sampled: compared within the combined confidence interval, plus this margin.
-        tolerance=Tolerance(abs=0.0),
-        domain=NONNEGATIVE,
-        gauge=Gauge.INVARIANT,
+        tolerance=kit.Tolerance(abs=0.0),
+        domain=kit.NONNEGATIVE,
+        gauge=kit.Gauge.INVARIANT,
         gauge_note=ROTATION_NOTE,
         kind="weights",
         evaluate=pentachoron_cv,

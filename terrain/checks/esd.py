@@ -19,32 +19,17 @@ Both are gauge-dependent, as the spectra of single projections are (terrain/chec
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.stats import binom
 
-from terrain.baselines import Tolerance
-from terrain.battery import BatteryResult
-from terrain.checks.common import band, null_of
-from terrain.checks.spectra import GAUGE_NOTE, projections
-from terrain.findings import Expected, Finding
+from terrain.checks import kit
+from terrain.checks.spectra import SPECTRA, projections
 from terrain.measures.esd import EsdShapeRows
 from terrain.measures.spectra import RoleSpectra
-from terrain.property import (
-    FRACTION,
-    NONNEGATIVE,
-    Domain,
-    Evaluate,
-    Evaluation,
-    Expectation,
-    Gauge,
-    NotApplicableError,
-    Property,
-    declare,
-)
 from terrain.report.battery_plots import layer_curves
-from terrain.report.evidence import Evidence
 
 if TYPE_CHECKING:
     from terrain.model import LoadedModel
@@ -72,19 +57,19 @@ NO_SAMPLED_NULL = (
 )
 
 
-def random_init_spikes(n_matrices: int) -> Expected:
+def random_init_spikes(n_matrices: int) -> kit.Expected:
     allowed = float(binom.ppf(0.999, n_matrices, FALSE_SPIKE_RATE))
-    return Expected(0.0, allowed / n_matrices, RANDOM_INIT_SOURCE)
+    return kit.Expected(0.0, allowed / n_matrices, RANDOM_INIT_SOURCE)
 
 
-def _shaped(result: BatteryResult) -> list[tuple[RoleSpectra, EsdShapeRows]]:
+def _shaped(result: kit.BatteryResult) -> list[tuple[RoleSpectra, EsdShapeRows]]:
     return [(s, s.esd) for s in projections(result) if s.esd is not None]
 
 
 def _measured(model: LoadedModel) -> list[tuple[RoleSpectra, EsdShapeRows]]:
     shaped = _shaped(model.battery())
     if not shaped:
-        raise NotApplicableError(f"model {model.name!r} has no projection matrices")
+        raise kit.NotApplicableError(f"model {model.name!r} has no projection matrices")
     return shaped
 
 
@@ -95,12 +80,12 @@ def _alphas(shaped: list[tuple[RoleSpectra, EsdShapeRows]]) -> np.ndarray:
     return np.asarray(values[np.isfinite(values)], dtype=np.float64)
 
 
-def _median_alpha(result: BatteryResult) -> float | None:
+def _median_alpha(result: kit.BatteryResult) -> float | None:
     alphas = _alphas(_shaped(result))
     return float(np.median(alphas)) if alphas.size else None
 
 
-def _spike_share(result: BatteryResult) -> float | None:
+def _spike_share(result: kit.BatteryResult) -> float | None:
     shaped = _shaped(result)
     if not shaped:
         return None
@@ -108,22 +93,22 @@ def _spike_share(result: BatteryResult) -> float | None:
     return float(spiked.mean())
 
 
-def alpha(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def alpha(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     shaped = _measured(model)
     alphas = _alphas(shaped)
     if not alphas.size:
-        raise NotApplicableError(
+        raise kit.NotApplicableError(
             f"model {model.name!r}: no projection's spectrum has a tail to fit "
             f"({sorted(set(st for _, e in shaped for st in e.power_law.status))})"
         )
     null_shaped = _shaped(model.null_batteries()[0])
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="esd_alpha",
         statistic="median over projection matrices of the power-law tail exponent α",
         value=float(np.median(alphas)),
-        expected=band(expect, None),
-        null=(null := null_of(model, _median_alpha)),
+        expected=kit.band(expect, None),
+        null=(null := kit.null_of(model, _median_alpha)),
         n=int(alphas.size),
         random_init=model.random_init,
         details={
@@ -141,22 +126,22 @@ def alpha(model: LoadedModel, expect: Expectation | None) -> Evaluation:
         ylabel="power-law α",
         title=f"{model.name}: tail exponent α per layer",
     )
-    return Evaluation(finding, (Evidence("α per layer against the null", plot),))
+    return kit.Evaluation(finding, (kit.Evidence("α per layer against the null", plot),))
 
 
-def spikes(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def spikes(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     shaped = _measured(model)
     share = _spike_share(model.battery())
     assert share is not None  # _measured found projections
     n = sum(len(e) for _, e in shaped)
     default = random_init_spikes(n) if model.random_init else None
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="esd_spikes",
         statistic="share of projection matrices with eigenvalues above the MP edge + TW margin",
         value=share,
-        expected=band(expect, default),
-        null=(null := null_of(model, _spike_share)),
+        expected=kit.band(expect, default),
+        null=(null := kit.null_of(model, _spike_share)),
         n=n,
         random_init=model.random_init,
         details={
@@ -165,7 +150,7 @@ def spikes(model: LoadedModel, expect: Expectation | None) -> Evaluation:
         },
         tracked={f"{s.label} spikes": float(np.sum(e.bulk.n_spikes)) for s, e in shaped},
     )
-    return Evaluation(finding)
+    return kit.Evaluation(finding)
 
 
 def _bulk_dict(esd: EsdShapeRows) -> dict[str, list[float | int]]:
@@ -182,37 +167,21 @@ def _finite_median(values: np.ndarray) -> float:
     return float(np.median(finite)) if finite.size else float("nan")
 
 
-def _declare(name: str, statistic: str, claim: str, evaluate: Evaluate, domain: Domain) -> None:
-    declare(
-        Property(
-            name=name,
-            statistic=statistic,
-            claim=claim,
-            source=SOURCE,
-            version=1,
-            tolerance=Tolerance(abs=0.05),
-            domain=domain,
-            gauge=Gauge.DEPENDENT,
-            gauge_note=GAUGE_NOTE,
-            kind="weights",
-            evaluate=evaluate,
-        )
-    )
-
-
-_declare(
+# The spectra's theme (the same projections: gauge, its note, kind), with its own source.
+ESD = replace(SPECTRA, source=SOURCE, tolerance=kit.Tolerance(abs=0.05))
+ESD.declare(
     "esd_alpha",
     "median over projections of the power-law tail exponent α (MLE, xmin by KS)",
     "the tail exponent α of every projection's eigenvalue spectrum, beside the null "
     "(measured; WeightWatcher's 2–6 heuristic is a band to opt into)",
     alpha,
-    NONNEGATIVE,
+    kit.NONNEGATIVE,
 )
-_declare(
+ESD.declare(
     "esd_spikes",
     "share of projections with eigenvalues above the Marchenko–Pastur edge + Tracy–Widom",
     "spikes above the Marchenko–Pastur bulk: none at random init (asserted there), the "
     "trained structure elsewhere",
     spikes,
-    FRACTION,
+    kit.FRACTION,
 )

@@ -24,18 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from terrain.baselines import Tolerance
+from terrain.checks import kit
 from terrain.errors import TerrainError
-from terrain.findings import Expected, Finding, Null
-from terrain.property import (
-    NONNEGATIVE,
-    Evaluation,
-    Expectation,
-    Gauge,
-    NotApplicableError,
-    Property,
-    declare,
-)
 from terrain.reference import TOLERANCE, NotReproducedError, reference_families, reproduce
 from terrain.symmetry import NotCataloguedError, Weights, catalogued_families, describe
 from terrain.symmetry.layer_variation import (
@@ -64,12 +54,12 @@ def _module(model: LoadedModel, runner: ForwardRunner, case: ForwardCase) -> Any
     try:
         return runner.module(case)
     except TerrainError as e:
-        raise NotApplicableError(f"model {model.name!r}: no module to run: {e}") from None
+        raise kit.NotApplicableError(f"model {model.name!r}: no module to run: {e}") from None
 
 
-def reference_forward(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def reference_forward(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     if model.anatomy.family not in reference_families():
-        raise NotApplicableError(
+        raise kit.NotApplicableError(
             f"model {model.name!r}: no reference forward for family {model.anatomy.family!r} "
             f"(written: {', '.join(reference_families())})"
         )
@@ -82,28 +72,30 @@ def reference_forward(model: LoadedModel, expect: Expectation | None) -> Evaluat
         try:
             result = reproduce(module, runner.anatomy(case), runner.config(case), case.inputs)
         except NotReproducedError as e:
-            raise NotApplicableError(f"model {model.name!r}: not reproduced: {e}") from None
+            raise kit.NotApplicableError(f"model {model.name!r}: not reproduced: {e}") from None
         dtypes.add(str(case.dtype).removeprefix("torch."))
         for c in result.comparisons:
             comparisons.append({**c.as_dict(), "case": case.label})
         if result.max_error > worst[0]:
             worst = (result.max_error, f"{case.label}: {result.worst.what}")
     runner.release()
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="reference_forward",
         statistic="max relative error of reference vs library (blocks, embeddings, chained)",
         value=worst[0],
-        expected=Expected(None, TOLERANCE, "float32 precision: the anatomy's roles are the model"),
+        expected=kit.Expected(
+            None, TOLERANCE, "float32 precision: the anatomy's roles are the model"
+        ),
         null=None,
         n=len(comparisons),
         random_init=model.random_init,
         details={"worst": worst[1], "comparisons": comparisons, "dtype": sorted(dtypes)},
     )
-    return Evaluation(finding)
+    return kit.Evaluation(finding)
 
 
-def call_census_check(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def call_census_check(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     runner = model.forward()
     mismatched: dict[str, Any] = {}
     cases: list[dict[str, Any]] = []
@@ -113,7 +105,7 @@ def call_census_check(model: LoadedModel, expect: Expectation | None) -> Evaluat
         try:
             predicted = predicted_census(config)
         except NotPredictedError as e:
-            raise NotApplicableError(f"model {model.name!r}: not predicted: {e}") from None
+            raise kit.NotApplicableError(f"model {model.name!r}: not predicted: {e}") from None
         calls = call_census(_module(model, runner, case), case.inputs)
         measured = census_by_kind(calls)
         kinds = sorted(set(predicted) | set(measured))
@@ -133,12 +125,12 @@ def call_census_check(model: LoadedModel, expect: Expectation | None) -> Evaluat
             }
         )
     runner.release()
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="module_call_census",
         statistic="module kinds whose call count differs from the config's prediction",
         value=float(len(mismatched)),
-        expected=Expected(0.0, 0.0, "prediction from config.json and the model code"),
+        expected=kit.Expected(0.0, 0.0, "prediction from config.json and the model code"),
         null=None,
         random_init=model.random_init,
         details={
@@ -150,7 +142,7 @@ def call_census_check(model: LoadedModel, expect: Expectation | None) -> Evaluat
             "total_calls": total,
         },
     )
-    return Evaluation(finding)
+    return kit.Evaluation(finding)
 
 
 def _variation(
@@ -164,7 +156,7 @@ def _variation(
     try:
         arch = describe(anatomy, config, weights)
     except NotCataloguedError as e:
-        raise NotApplicableError(str(e)) from None
+        raise kit.NotApplicableError(str(e)) from None
     reference = primary_output(weights.fresh().forward(inputs))
     result = measure_layer_variation(arch, weights, in_place=in_place)
     error = relative_error(primary_output(result.aligned_weights().forward(inputs)), reference)
@@ -173,10 +165,10 @@ def _variation(
     return replace(result, aligned=None), error, tol
 
 
-def layer_variation(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def layer_variation(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     family = model.anatomy.family
     if family not in catalogued_families():
-        raise NotApplicableError(
+        raise kit.NotApplicableError(
             f"model {model.name!r}: no symmetry catalogue entry for family {family!r}"
         )
     runner = model.forward()
@@ -213,11 +205,11 @@ def layer_variation(model: LoadedModel, expect: Expectation | None) -> Evaluatio
         used |= result.symmetries_used
     runner.release()
     if not after:
-        raise NotApplicableError(f"model {model.name!r}: fewer than two layers per stack")
+        raise kit.NotApplicableError(f"model {model.name!r}: fewer than two layers per stack")
     null = _null(model)
     tracked = {"median_before": statistics.median(before)}
     tracked |= {f"median_after_{r}": statistics.median(v) for r, v in by_role.items() if v}
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="layer_variation",
         statistic="median over consecutive layer pairs and roles of ‖W_{l+1} − W_l‖/‖W_l‖ "
@@ -235,17 +227,17 @@ def layer_variation(model: LoadedModel, expect: Expectation | None) -> Evaluatio
         },
         tracked=tracked,
     )
-    return Evaluation(finding, problems=tuple(problems))
+    return kit.Evaluation(finding, problems=tuple(problems))
 
 
-def _null(model: LoadedModel) -> Null:
+def _null(model: LoadedModel) -> kit.Null:
     """The same measure on the first random-init seed where a whole null module can be
     built; else the independent-layers law (√2 before alignment)."""
     null = model.null()
     try:
         module = null.module("float64")
     except TerrainError:
-        return Null(
+        return kit.Null(
             math.sqrt(2.0),
             "analytic: independent i.i.d. layers differ by √2 of their norm before alignment "
             "(no whole random-init module at this size)",
@@ -254,48 +246,48 @@ def _null(model: LoadedModel) -> Null:
         null.plan.config, seq_len=8, seed=0, device=model.device, dtype=torch.float64
     )
     result, _, _ = _variation(module, null.anatomy, null.plan.config, inputs)
-    return Null(result.median("after"), "random-init null (seed 1), same measure")
+    return kit.Null(result.median("after"), "random-init null (seed 1), same measure")
 
 
-declare(
-    Property(
+kit.declare(
+    kit.Property(
         name="reference_forward",
         statistic="max relative error of reference vs library (blocks, embeddings, chained)",
         claim="a block recomputed from the anatomy's roles alone equals the library's block",
         source="seeds 000 and 001 (the OLMo-3 trace)",
         version=1,
-        tolerance=Tolerance(abs=1e-5),
-        domain=NONNEGATIVE,
-        gauge=Gauge.NONE,
+        tolerance=kit.Tolerance(abs=1e-5),
+        domain=kit.NONNEGATIVE,
+        gauge=kit.Gauge.NONE,
         kind="forward",
         evaluate=reference_forward,
     )
 )
-declare(
-    Property(
+kit.declare(
+    kit.Property(
         name="module_call_census",
         statistic="module kinds whose call count differs from the config's prediction",
         claim="the module calls of one forward equal what the config predicts",
         source="seeds 000 (OLMo-3 trace: 388 calls) and 001",
         version=1,
-        tolerance=Tolerance(abs=0.0),
-        domain=NONNEGATIVE,
-        gauge=Gauge.NONE,
+        tolerance=kit.Tolerance(abs=0.0),
+        domain=kit.NONNEGATIVE,
+        gauge=kit.Gauge.NONE,
         kind="forward",
         evaluate=call_census_check,
     )
 )
-declare(
-    Property(
+kit.declare(
+    kit.Property(
         name="layer_variation",
         statistic="median over consecutive layer pairs and roles of the aligned residual",
         claim="Frobenius residual between consecutive layers after aligning them with the "
         "family's exact symmetries only; the aligned copy's output is checked unchanged",
         source="seed 002 (its O(d_h) gauge on Q, K, V, O is wrong under RoPE, q/k norms, GQA)",
         version=1,
-        tolerance=Tolerance(abs=0.01),
-        domain=NONNEGATIVE,
-        gauge=Gauge.INVARIANT,
+        tolerance=kit.Tolerance(abs=0.01),
+        domain=kit.NONNEGATIVE,
+        gauge=kit.Gauge.INVARIANT,
         gauge_note="residuals after alignment by the exact gauge: the gauge-invariant "
         "counterpart of the cross-layer cosine",
         kind="forward",

@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from terrain.baselines import Tolerance
-from terrain.findings import Expected, Finding, Null
+from terrain.checks import kit
 from terrain.forward.runner import no_module
 from terrain.modulators import FieldModulator, FieldModulatorConfig, LerpModulator
 from terrain.modulators.attach import default_stack
@@ -35,16 +34,6 @@ from terrain.modulators.probe import (
     snapshot,
     state_unchanged,
 )
-from terrain.property import (
-    NONNEGATIVE,
-    Evaluation,
-    Expectation,
-    Gauge,
-    NotApplicableError,
-    Property,
-    declare,
-)
-from terrain.report.evidence import Evidence
 from terrain.report.modulator_plots import sweep_plot
 
 if TYPE_CHECKING:
@@ -66,7 +55,7 @@ def _cases(model: LoadedModel, first_only: bool = False) -> Iterator[Case]:
     """(module in float64, anatomy, inputs, case) of each forward case."""
     why = no_module(model.anatomy.family)
     if why is not None:
-        raise NotApplicableError(why)
+        raise kit.NotApplicableError(why)
     runner = model.forward()
     for case in runner.cases():
         yield runner.module(case), runner.anatomy(case), case.inputs, case
@@ -88,7 +77,7 @@ def _lerp(
     model: LoadedModel, anatomy: Anatomy, inputs: dict[str, Any], dtype: torch.dtype
 ) -> LerpModulator:
     if "input_ids" not in inputs:
-        raise NotApplicableError("the LERP modulator mixes in token embeddings; no token ids")
+        raise kit.NotApplicableError("the LERP modulator mixes in token embeddings; no token ids")
     vocab = int(inputs["input_ids"].max()) + 1
     lerp = LerpModulator(anatomy.dims.d_model, vocab, n_layers=_layers(anatomy))
     return lerp.to(model.device, dtype)
@@ -105,7 +94,7 @@ def _exactness(
     measure: Callable[[Any, Anatomy, dict[str, Any]], Measured],
     control_kind: str,
     first_only: bool = False,
-) -> Evaluation:
+) -> kit.Evaluation:
     """An exactness claim on every case: its largest value, its smallest control."""
     values: list[float] = []
     controls: list[float] = []
@@ -115,13 +104,13 @@ def _exactness(
         values.append(value)
         controls.append(control)
         details.append({"case": case.label, "value": value, "control": control, **extra})
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property=prop,
         statistic=statistic,
         value=max(values),
-        expected=Expected(0.0, 0.0, EXACT if prop != "modulator_null_space" else NULL_SPACE),
-        null=Null(min(controls), control_kind),
+        expected=kit.Expected(0.0, 0.0, EXACT if prop != "modulator_null_space" else NULL_SPACE),
+        null=kit.Null(min(controls), control_kind),
         random_init=model.random_init,
         details={"cases": details, **{k: v for k, v in details[0].items() if k not in ("case",)}},
     )
@@ -131,10 +120,10 @@ def _exactness(
             f"{finding.describe()}; the negative control changed nothing ({min(controls):.3g}): "
             "the check cannot fail, so it proves nothing",
         )
-    return Evaluation(finding, problems=problems)
+    return kit.Evaluation(finding, problems=problems)
 
 
-def lerp_alpha0(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def lerp_alpha0(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     def measure(
         module: Any, anatomy: Anatomy, inputs: dict[str, Any]
     ) -> tuple[float, float, dict[str, Any]]:
@@ -158,7 +147,7 @@ def lerp_alpha0(model: LoadedModel, expect: Expectation | None) -> Evaluation:
     )
 
 
-def field_alpha0(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def field_alpha0(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     floor = FieldModulatorConfig(d_model=1, n_layers=1).alpha_min
 
     def measure(
@@ -195,7 +184,7 @@ def field_alpha0(model: LoadedModel, expect: Expectation | None) -> Evaluation:
 NULL_SPACE = "the null space is copied through untouched"
 
 
-def null_space(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def null_space(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     def measure(
         module: Any, anatomy: Anatomy, inputs: dict[str, Any]
     ) -> tuple[float, float, dict[str, Any]]:
@@ -230,7 +219,7 @@ def null_space(model: LoadedModel, expect: Expectation | None) -> Evaluation:
     )
 
 
-def detach(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def detach(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     def measure(
         module: Any, anatomy: Anatomy, inputs: dict[str, Any]
     ) -> tuple[float, float, dict[str, Any]]:
@@ -262,7 +251,7 @@ def detach(model: LoadedModel, expect: Expectation | None) -> Evaluation:
     )
 
 
-def training_step(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def training_step(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     def measure(
         module: Any, anatomy: Anatomy, inputs: dict[str, Any]
     ) -> tuple[float, float, dict[str, Any]]:
@@ -282,7 +271,7 @@ def training_step(model: LoadedModel, expect: Expectation | None) -> Evaluation:
     )
 
 
-def sweep(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def sweep(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     results: list[tuple[str, str, dict[float, dict[int, float]]]] = []
     for module, anatomy, inputs, case in _cases(model):
         lerp = _lerp(model, anatomy, inputs, _dtype(module))
@@ -296,13 +285,13 @@ def sweep(model: LoadedModel, expect: Expectation | None) -> Evaluation:
     def at(s: dict[float, dict[int, float]], alpha: float) -> float:
         return s[alpha][max(s[alpha])]
 
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="modulator_alpha_sweep",
         statistic=f"drift of the last {stack} block's output at α = {SWEEP[-1]}",
         value=max(at(s, SWEEP[-1]) for _, _, s in results),
         expected=None,  # measured: the notebook's boundary is a claim to compare, not a band
-        null=Null(max(at(s, 0.0) for _, _, s in results), "α = 0 (exact no-op)"),
+        null=kit.Null(max(at(s, 0.0) for _, _, s in results), "α = 0 (exact no-op)"),
         random_init=model.random_init,
         details={
             "sweep": {str(a): {str(k): v for k, v in d.items()} for a, d in first.items()},
@@ -315,7 +304,7 @@ def sweep(model: LoadedModel, expect: Expectation | None) -> Evaluation:
         tracked={f"alpha={a}": d[last] for a, d in first.items()},
     )
     plot = sweep_plot(first, CLAIMED_BOUNDARY, f"{model.name}: LERP α sweep ({stack}, {label})")
-    return Evaluation(finding, (Evidence("alpha sweep of per-layer drift", plot),))
+    return kit.Evaluation(finding, (kit.Evidence("alpha sweep of per-layer drift", plot),))
 
 
 for _name, _statistic, _claim, _fn in (
@@ -357,20 +346,12 @@ for _name, _statistic, _claim, _fn in (
         sweep,
     ),
 ):
-    declare(
-        Property(
-            name=_name,
-            statistic=_statistic,
-            claim=_claim,
-            source="notebook §7, §8, §10, §12",
-            version=1,
-            # Exactness claims: the value is 0 when they hold; any change is a regression.
-            tolerance=Tolerance(abs=1e-9, rel=1e-6)
-            if _name == "modulator_alpha_sweep"
-            else Tolerance(abs=0.0),
-            domain=NONNEGATIVE,
-            gauge=Gauge.NONE,
-            kind="forward",
-            evaluate=_fn,
-        )
-    )
+    kit.Theme(
+        source="notebook §7, §8, §10, §12",
+        # Exactness claims: the value is 0 when they hold; any change is a regression.
+        tolerance=kit.Tolerance(abs=1e-9, rel=1e-6)
+        if _name == "modulator_alpha_sweep"
+        else kit.Tolerance(abs=0.0),
+        gauge=kit.Gauge.NONE,
+        kind="forward",
+    ).declare(_name, _statistic, _claim, _fn, kit.NONNEGATIVE)

@@ -19,23 +19,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from terrain.baselines import Tolerance
-from terrain.battery import BatteryResult
-from terrain.checks.common import band, null_of
-from terrain.findings import Expected, Finding
+from terrain.checks import kit
 from terrain.measures.qk import QKLayer
-from terrain.property import (
-    FRACTION,
-    Evaluate,
-    Evaluation,
-    Expectation,
-    Gauge,
-    NotApplicableError,
-    Property,
-    declare,
-)
 from terrain.report.battery_plots import qk_sign_bars
-from terrain.report.evidence import Evidence
 
 if TYPE_CHECKING:
     from terrain.model import LoadedModel
@@ -50,7 +36,7 @@ FORCED = (
 SIGN_BAND_EIGENVALUES = 4
 
 
-def _layers(result: BatteryResult, *, cross: bool) -> list[QKLayer]:
+def _layers(result: kit.BatteryResult, *, cross: bool) -> list[QKLayer]:
     return [q for q in result.qk if q.cross == cross]
 
 
@@ -58,39 +44,39 @@ def _mean_balance(layers: list[QKLayer]) -> float:
     return float(np.mean([q.balance for q in layers]))
 
 
-def _balance(model: LoadedModel, expect: Expectation | None, *, cross: bool) -> Evaluation:
+def _balance(model: LoadedModel, expect: kit.Expectation | None, *, cross: bool) -> kit.Evaluation:
     measured = _layers(model.battery(), cross=cross)
     if not measured:
         if cross:
-            raise NotApplicableError(
+            raise kit.NotApplicableError(
                 f"model {model.name!r} has no cross-attention "
                 f"({model.anatomy.family} has no encoder-decoder attention)"
             )
         skipped = model.battery().qk_skipped
         why = "; ".join(skipped.values()) or "no self-attention q/k"
-        raise NotApplicableError(f"model {model.name!r}: {why}")
+        raise kit.NotApplicableError(f"model {model.name!r}: {why}")
     null = _layers(model.null_batteries()[0], cross=cross)
     prop = "qk_cross_attention_balance" if cross else "qk_symmetric_balance"
     what = "cross-attention layers" if cross else "self-attention layers"
     dim = min(q.n_positive + q.n_negative for q in measured)
     width = SIGN_BAND_EIGENVALUES / dim
     default = (
-        Expected(0.5 - width, 0.5 + width, "forced at random init: " + FORCED)
+        kit.Expected(0.5 - width, 0.5 + width, "forced at random init: " + FORCED)
         if model.random_init
         else None
     )
 
-    def statistic(b: BatteryResult) -> float | None:
+    def statistic(b: kit.BatteryResult) -> float | None:
         layers = _layers(b, cross=cross)
         return _mean_balance(layers) if layers else None
 
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property=prop,
         statistic=f"mean positive share of the nonzero eigenvalues of sym(W_Q·W_Kᵀ), {what}",
         value=_mean_balance(measured),
-        expected=band(expect, default),
-        null=null_of(model, statistic),
+        expected=kit.band(expect, default),
+        null=kit.null_of(model, statistic),
         n=len(measured),
         random_init=model.random_init,
         details={
@@ -117,16 +103,16 @@ def _balance(model: LoadedModel, expect: Expectation | None, *, cross: bool) -> 
         [q.balance for q in null],
         f"{model.name}: {title}",
     )
-    return Evaluation(
-        finding, (Evidence("positive eigenvalue share per layer against the null", plot),)
+    return kit.Evaluation(
+        finding, (kit.Evidence("positive eigenvalue share per layer against the null", plot),)
     )
 
 
-def symmetric_balance(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def symmetric_balance(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     return _balance(model, expect, cross=False)
 
 
-def cross_attention_balance(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def cross_attention_balance(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     return _balance(model, expect, cross=True)
 
 
@@ -134,23 +120,23 @@ def _head_values(layers: list[QKLayer], attr: str) -> np.ndarray:
     return np.concatenate([np.asarray(getattr(q, attr), dtype=np.float64) for q in layers])
 
 
-def residual_inertia(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def residual_inertia(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     measured = model.battery().qk
     if not measured:
-        raise NotApplicableError(f"model {model.name!r} has no attention q/k")
+        raise kit.NotApplicableError(f"model {model.name!r} has no attention q/k")
     if any(2 * q.d_head > q.d_model for q in measured):
-        raise NotApplicableError(f"model {model.name!r}: 2·d_head > d_model")
+        raise kit.NotApplicableError(f"model {model.name!r}: 2·d_head > d_model")
     balance = _head_values(measured, "residual_balance")
     deficient = sum(q.rank_deficient_heads for q in measured)
-    default = Expected(0.5 - 1e-12, 0.5 + 1e-12, "Sylvester's law of inertia (full-rank heads)")
-    finding = Finding(
+    default = kit.Expected(0.5 - 1e-12, 0.5 + 1e-12, "Sylvester's law of inertia (full-rank heads)")
+    finding = kit.Finding(
         model=model.name,
         property="qk_residual_inertia",
         statistic="mean over heads of the positive share of the nonzero eigenvalues "
         "of sym(W_Q^hᵀW_K^h)",
         value=float(np.mean(balance)),
-        expected=band(expect, default),
-        null=null_of(
+        expected=kit.band(expect, default),
+        null=kit.null_of(
             model,
             lambda b: float(np.mean(_head_values(b.qk, "residual_balance"))) if b.qk else None,
         ),
@@ -173,27 +159,27 @@ def residual_inertia(model: LoadedModel, expect: Expectation | None) -> Evaluati
         },
         tracked={"rank_deficient_heads": float(deficient)},
     )
-    return Evaluation(finding)
+    return kit.Evaluation(finding)
 
 
-def positive_mass(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def positive_mass(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     measured = _layers(model.battery(), cross=False)
     if not measured:
-        raise NotApplicableError(f"model {model.name!r} has no self-attention q/k")
+        raise kit.NotApplicableError(f"model {model.name!r} has no self-attention q/k")
     null = _layers(model.null_batteries()[0], cross=False)
     mass = _head_values(measured, "residual_positive_mass")
 
-    def statistic(b: BatteryResult) -> float | None:
+    def statistic(b: kit.BatteryResult) -> float | None:
         layers = _layers(b, cross=False)
         return float(np.mean(_head_values(layers, "residual_positive_mass"))) if layers else None
 
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="qk_positive_mass",
         statistic="mean over self-attention heads of Σλ⁺/Σ|λ| of sym(W_Q^hᵀW_K^h)",
         value=float(np.mean(mass)),
-        expected=band(expect),
-        null=null_of(model, statistic),
+        expected=kit.band(expect),
+        null=kit.null_of(model, statistic),
         n=int(mass.size),
         random_init=model.random_init,
         details={
@@ -221,7 +207,9 @@ def positive_mass(model: LoadedModel, expect: Expectation | None) -> Evaluation:
         [float(np.mean(q.residual_positive_mass)) for q in null],
         f"{model.name}: positive eigenvalue mass of the residual QK form (mean over heads)",
     )
-    return Evaluation(finding, (Evidence("positive mass per layer against the null", plot),))
+    return kit.Evaluation(
+        finding, (kit.Evidence("positive mass per layer against the null", plot),)
+    )
 
 
 HEAD_SPACE = (
@@ -244,23 +232,15 @@ POSITIVE_MASS = (
 
 
 def _declare(
-    name: str, statistic: str, claim: str, evaluate: Evaluate, gauge: Gauge, note: str
+    name: str, statistic: str, claim: str, evaluate: kit.Evaluate, gauge: kit.Gauge, note: str
 ) -> None:
-    declare(
-        Property(
-            name=name,
-            statistic=statistic,
-            claim=claim,
-            source="seed notebook §4–6 (QK similarity manifold)",
-            version=1,
-            tolerance=Tolerance(abs=0.0 if name == "qk_residual_inertia" else 0.01),
-            domain=FRACTION,
-            gauge=gauge,
-            gauge_note=note,
-            kind="weights",
-            evaluate=evaluate,
-        )
-    )
+    kit.Theme(
+        source="seed notebook §4–6 (QK similarity manifold)",
+        tolerance=kit.Tolerance(abs=0.0 if name == "qk_residual_inertia" else 0.01),
+        gauge=gauge,
+        gauge_note=note,
+        kind="weights",
+    ).declare(name, statistic, claim, evaluate, kit.FRACTION)
 
 
 _declare(
@@ -269,7 +249,7 @@ _declare(
     "positive share of the eigenvalues of sym(W_Q·W_Kᵀ) per self-attention layer: 0.5 at "
     "random init by symmetry (asserted there), measured beside the null elsewhere",
     symmetric_balance,
-    Gauge.DEPENDENT,
+    kit.Gauge.DEPENDENT,
     HEAD_SPACE,
 )
 _declare(
@@ -278,7 +258,7 @@ _declare(
     "the seed's cross-attention QK balance locked at 0.500: a random product is balanced by "
     "symmetry, so the null stands beside it (asserted 0.5 at random init only)",
     cross_attention_balance,
-    Gauge.DEPENDENT,
+    kit.Gauge.DEPENDENT,
     HEAD_SPACE,
 )
 _declare(
@@ -287,7 +267,7 @@ _declare(
     "each head's residual form has exactly d_head positive and d_head negative eigenvalues "
     "whenever [W_Q^h; W_K^h] has full rank (Sylvester's law of inertia), trained or not",
     residual_inertia,
-    Gauge.INVARIANT,
+    kit.Gauge.INVARIANT,
     RESIDUAL_FORM,
 )
 _declare(
@@ -296,6 +276,6 @@ _declare(
     "what training can move in the residual form: its positive eigenvalue mass (0.5 on "
     "average at random init; above it for heads that match a token to itself)",
     positive_mass,
-    Gauge.DEPENDENT,
+    kit.Gauge.DEPENDENT,
     POSITIVE_MASS,
 )

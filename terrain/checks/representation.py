@@ -20,26 +20,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from terrain.baselines import Tolerance
 from terrain.bootstrap import paired_interval
-from terrain.checks.common import band
+from terrain.checks import kit
 from terrain.checks.text import above_null, text_module, tokenizer_of
 from terrain.errors import AnatomyError
-from terrain.findings import Expected, Finding, Null
 from terrain.measures.categories import SEED_CATEGORIES, category_lift
 from terrain.measures.digits import digit_manifold
 from terrain.measures.layer_geometry import LAYER_SENTENCES, layer_geometry
-from terrain.property import (
-    COSINE,
-    REAL,
-    Evaluation,
-    Expectation,
-    Gauge,
-    NotApplicableError,
-    Property,
-    declare,
-)
-from terrain.report.evidence import Evidence
 from terrain.report.representation_plots import (
     MODEL,
     NULL,
@@ -62,15 +49,15 @@ def embedding(owner: Any) -> Any:
     try:
         return owner.token_table()
     except AnatomyError:
-        raise NotApplicableError(f"model {owner.name!r} has no token table") from None
+        raise kit.NotApplicableError(f"model {owner.name!r} has no token table") from None
 
 
-def digits(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def digits(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     tokenizer = tokenizer_of(model)
     ids = [single_token_id(tokenizer, str(d)) for d in range(10)]
     if any(i is None for i in ids):
         missing = [str(d) for d, i in enumerate(ids) if i is None]
-        raise NotApplicableError(f"digits {missing} are not single tokens for {model.name!r}")
+        raise kit.NotApplicableError(f"digits {missing} are not single tokens for {model.name!r}")
     rows = [int(i) for i in ids if i is not None]
     null_model = model.null()
     measured = digit_manifold(embedding(model)[rows], seed=SEED)
@@ -79,7 +66,7 @@ def digits(model: LoadedModel, expect: Expectation | None) -> Evaluation:
     if not model.random_init:
         # CI high end <= min(0, null r)  <=>  r <= min(0, null r) - (CI high - r)
         half = measured.interval.high - measured.correlation
-        expected = Expected(
+        expected = kit.Expected(
             low=None,
             high=min(0.0, null.correlation) - half,
             source=(
@@ -88,13 +75,13 @@ def digits(model: LoadedModel, expect: Expectation | None) -> Evaluation:
                 "Qwen3.5-0.8B -0.862)"
             ),
         )
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="digit_manifold",
         statistic="Pearson correlation of |i-j| with the cosine of digit embeddings i, j",
         value=measured.correlation,
-        expected=band(expect, expected),
-        null=Null(null.correlation, NULL_KIND),
+        expected=kit.band(expect, expected),
+        null=kit.Null(null.correlation, NULL_KIND),
         interval=measured.interval,
         n=45,
         seed=SEED,
@@ -110,10 +97,10 @@ def digits(model: LoadedModel, expect: Expectation | None) -> Evaluation:
         null.cosine,
         f"{model.name}: digit cosines (r={measured.correlation:.3f}, null {null.correlation:.3f})",
     )
-    return Evaluation(finding, (Evidence("digit cosine matrix vs null", plot),))
+    return kit.Evaluation(finding, (kit.Evidence("digit cosine matrix vs null", plot),))
 
 
-def categories(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def categories(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     tokenizer = tokenizer_of(model)
     kept: dict[str, list[tuple[str, int]]] = {}
     for name, words in SEED_CATEGORIES.items():
@@ -125,7 +112,7 @@ def categories(model: LoadedModel, expect: Expectation | None) -> Evaluation:
         measured = category_lift(embedding(model), kept, n_requested=requested, seed=SEED)
         null = category_lift(embedding(null_model), kept, n_requested=requested, seed=SEED)
     except ValueError as e:
-        raise NotApplicableError(str(e)) from None
+        raise kit.NotApplicableError(str(e)) from None
     difference = paired_interval(measured.bootstrap, null.bootstrap, what=" over words")
     expected = None
     if not model.random_init:
@@ -136,7 +123,7 @@ def categories(model: LoadedModel, expect: Expectation | None) -> Evaluation:
             "claim: the mean intra-category lift exceeds the random-init null's, paired "
             "bootstrap CI of the difference excludes 0 (seed notebook §1 categories)",
         )
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="category_lift",
         statistic=(
@@ -144,8 +131,8 @@ def categories(model: LoadedModel, expect: Expectation | None) -> Evaluation:
             "pairwise cosine (single-token words)"
         ),
         value=measured.mean_lift,
-        expected=band(expect, expected),
-        null=Null(null.mean_lift, NULL_KIND),
+        expected=kit.band(expect, expected),
+        null=kit.Null(null.mean_lift, NULL_KIND),
         interval=measured.interval,
         n=sum(len(c.words) for c in measured.categories),
         seed=SEED,
@@ -184,13 +171,16 @@ def categories(model: LoadedModel, expect: Expectation | None) -> Evaluation:
         null.centroid_cosine,
         f"{model.name}: category centroid cosines",
     )
-    return Evaluation(
+    return kit.Evaluation(
         finding,
-        (Evidence("category lift vs null", bars), Evidence("centroid cosine matrix", centroids)),
+        (
+            kit.Evidence("category lift vs null", bars),
+            kit.Evidence("centroid cosine matrix", centroids),
+        ),
     )
 
 
-def geometry(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def geometry(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     tokenizer = tokenizer_of(model)
     modules = ((MODEL, text_module(model), model.name), (NULL, None, model.null().name))
     curves = {}
@@ -199,7 +189,7 @@ def geometry(model: LoadedModel, expect: Expectation | None) -> Evaluation:
         states = layer_states(module, tokenizer, LAYER_SENTENCES, model_name=name)
         curves[label] = layer_geometry(states.states, states.text_index, states.n_texts, seed=SEED)
     measured, null = curves[MODEL], curves[NULL]
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="layer_geometry",
         statistic=(
@@ -208,7 +198,7 @@ def geometry(model: LoadedModel, expect: Expectation | None) -> Evaluation:
         ),
         value=float(measured.mean_cosine[-1]),
         expected=None,
-        null=Null(float(null.mean_cosine[-1]), NULL_KIND),
+        null=kit.Null(float(null.mean_cosine[-1]), NULL_KIND),
         n=measured.n_tokens,
         seed=SEED,
         random_init=model.random_init,
@@ -224,7 +214,7 @@ def geometry(model: LoadedModel, expect: Expectation | None) -> Evaluation:
         f"{measured.n_texts} sentences",
         random_pr=measured.random_pr,
     )
-    return Evaluation(finding, (Evidence("layer curves vs null", plot),))
+    return kit.Evaluation(finding, (kit.Evidence("layer curves vs null", plot),))
 
 
 for _name, _statistic, _claim, _fn, _domain, _gauge in (
@@ -234,40 +224,32 @@ for _name, _statistic, _claim, _fn, _domain, _gauge in (
         "digit-token cosines fall with |i − j|: the correlation's jackknife CI lies below both "
         "0 and the random-init null's",
         digits,
-        COSINE,
-        Gauge.INVARIANT,
+        kit.COSINE,
+        kit.Gauge.INVARIANT,
     ),
     (
         "category_lift",
         "mean intra-category cosine minus the vocabulary's mean pairwise cosine",
         "semantic categories cluster: the lift exceeds the null's, paired bootstrap CI excluding 0",
         categories,
-        REAL,
-        Gauge.INVARIANT,
+        kit.REAL,
+        kit.Gauge.INVARIANT,
     ),
     (
         "layer_geometry",
         "mean within-sentence token cosine at the last layer (curves in details)",
         "per-layer norm, cosine, PR and simplex CV curves beside the random-init null (measured)",
         geometry,
-        COSINE,
-        Gauge.NONE,
+        kit.COSINE,
+        kit.Gauge.NONE,
     ),
 ):
-    declare(
-        Property(
-            name=_name,
-            statistic=_statistic,
-            claim=_claim,
-            source="notebook §1",
-            version=1,
-            tolerance=Tolerance(abs=1e-4),
-            domain=_domain,
-            gauge=_gauge,
-            gauge_note="cosines of token rows are unchanged by a residual rotation"
-            if _gauge == Gauge.INVARIANT
-            else "",
-            kind="text",
-            evaluate=_fn,
-        )
-    )
+    kit.Theme(
+        source="notebook §1",
+        tolerance=kit.Tolerance(abs=1e-4),
+        gauge=_gauge,
+        gauge_note="cosines of token rows are unchanged by a residual rotation"
+        if _gauge == kit.Gauge.INVARIANT
+        else "",
+        kind="text",
+    ).declare(_name, _statistic, _claim, _fn, _domain)

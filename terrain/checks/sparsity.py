@@ -15,22 +15,10 @@ from typing import TYPE_CHECKING
 
 from pydantic import field_validator
 
-from terrain.baselines import Tolerance
-from terrain.battery import THRESHOLDS, BatteryResult
-from terrain.checks.common import band, null_of
-from terrain.findings import Expected, Finding
+from terrain.battery import THRESHOLDS
+from terrain.checks import kit
 from terrain.measures.sparsity import RELATIVE_SCALE, RoleSparsity, merge
-from terrain.property import (
-    FRACTION,
-    Band,
-    Evaluation,
-    Expectation,
-    Gauge,
-    NotApplicableError,
-    Property,
-    declare,
-)
-from terrain.report.evidence import Evidence
+from terrain.property import Band
 from terrain.report.plots import threshold_bars
 
 if TYPE_CHECKING:
@@ -45,7 +33,7 @@ GAUGE_NOTE = (
 )
 
 
-def pooled(result: BatteryResult, role: str) -> RoleSparsity | None:
+def pooled(result: kit.BatteryResult, role: str) -> RoleSparsity | None:
     """A role's sparsity pooled over every stack (exactly: from per-tensor tallies)."""
     counts = [
         c
@@ -66,7 +54,7 @@ def _below(roles: dict[str, RoleSparsity], threshold: float) -> float:
     return _pooled_share(roles, lambda s: s.below[threshold])
 
 
-class QSparsityExpect(Expectation):
+class QSparsityExpect(kit.Expectation):
     """Share of |W_Q| below `threshold` (one of the battery's four thresholds)."""
 
     threshold: float = 0.1
@@ -82,11 +70,11 @@ class QSparsityExpect(Expectation):
 def _q(model: LoadedModel) -> RoleSparsity:
     q = pooled(model.battery(), "q")
     if q is None:
-        raise NotApplicableError(f"model {model.name!r} has no attention q projections")
+        raise kit.NotApplicableError(f"model {model.name!r} has no attention q projections")
     return q
 
 
-def q_sparsity(model: LoadedModel, expect: QSparsityExpect | None) -> Evaluation:
+def q_sparsity(model: LoadedModel, expect: QSparsityExpect | None) -> kit.Evaluation:
     threshold = expect.threshold if expect else 0.1
     result = model.battery()
     q = _q(model)
@@ -95,17 +83,17 @@ def q_sparsity(model: LoadedModel, expect: QSparsityExpect | None) -> Evaluation
         r: s for r in ATTENTION_ROLES if (s := pooled(model.null_batteries()[0], r)) is not None
     }
 
-    def statistic(b: BatteryResult) -> float | None:
+    def statistic(b: kit.BatteryResult) -> float | None:
         s = pooled(b, "q")
         return None if s is None else s.below[threshold]
 
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="q_sparsity",
         statistic=f"fraction of |W_Q| < {threshold:g}",
         value=q.below[threshold],
-        expected=band(expect),
-        null=null_of(model, statistic),
+        expected=kit.band(expect),
+        null=kit.null_of(model, statistic),
         n=q.n_values,
         random_init=model.random_init,
         details={
@@ -119,24 +107,24 @@ def q_sparsity(model: LoadedModel, expect: QSparsityExpect | None) -> Evaluation
         {r: s.below for r, s in null_roles.items()},
         f"{model.name}: attention weight sparsity",
     )
-    return Evaluation(finding, (Evidence("sparsity by role", plot),))
+    return kit.Evaluation(finding, (kit.Evidence("sparsity by role", plot),))
 
 
-def q_sparsity_scale_free(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def q_sparsity_scale_free(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     q = _q(model)
     null_q = pooled(model.null_batteries()[0], "q")
 
-    def statistic(b: BatteryResult) -> float | None:
+    def statistic(b: kit.BatteryResult) -> float | None:
         s = pooled(b, "q")
         return None if s is None else s.scale_free
 
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="q_sparsity_scale_free",
         statistic=f"fraction of |W_Q| < {RELATIVE_SCALE:g}·std",
         value=q.scale_free,
-        expected=band(expect),
-        null=null_of(model, statistic),
+        expected=kit.band(expect),
+        null=kit.null_of(model, statistic),
         n=q.n_values,
         random_init=model.random_init,
         details={
@@ -144,26 +132,26 @@ def q_sparsity_scale_free(model: LoadedModel, expect: Expectation | None) -> Eva
             "null_excess_kurtosis": null_q.excess_kurtosis if null_q else None,
         },
     )
-    return Evaluation(finding)
+    return kit.Evaluation(finding)
 
 
 def _roles(model: LoadedModel) -> dict[str, RoleSparsity]:
     measured = model.battery().sparsity
     if not measured:
-        raise NotApplicableError(f"model {model.name!r} has no 2-D weights")
+        raise kit.NotApplicableError(f"model {model.name!r} has no 2-D weights")
     return measured
 
 
-def weight_sparsity(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def weight_sparsity(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     measured = _roles(model)
     null = model.null_batteries()[0].sparsity
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="weight_sparsity",
         statistic=f"share of all 2-D weights with |w| < {HEADLINE:g}",
         value=_below(measured, HEADLINE),
-        expected=band(expect),
-        null=null_of(model, lambda b: _below(b.sparsity, HEADLINE) if b.sparsity else None),
+        expected=kit.band(expect),
+        null=kit.null_of(model, lambda b: _below(b.sparsity, HEADLINE) if b.sparsity else None),
         n=sum(s.n_values for s in measured.values()),
         random_init=model.random_init,
         details={
@@ -184,19 +172,23 @@ def weight_sparsity(model: LoadedModel, expect: Expectation | None) -> Evaluatio
         {r: null[r].below for r in null},
         f"{model.name}: share of |w| below each threshold, by role",
     )
-    return Evaluation(finding, (Evidence("sparsity by role against the random-init null", plot),))
+    return kit.Evaluation(
+        finding, (kit.Evidence("sparsity by role against the random-init null", plot),)
+    )
 
 
-def weight_sparsity_scale_free(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def weight_sparsity_scale_free(
+    model: LoadedModel, expect: kit.Expectation | None
+) -> kit.Evaluation:
     measured = _roles(model)
     null = model.null_batteries()[0].sparsity
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="weight_sparsity_scale_free",
         statistic=f"share of all 2-D weights with |w| < {RELATIVE_SCALE:g}·std of their tensor",
         value=_pooled_share(measured, lambda s: s.scale_free),
-        expected=band(expect),
-        null=null_of(
+        expected=kit.band(expect),
+        null=kit.null_of(
             model,
             lambda b: _pooled_share(b.sparsity, lambda s: s.scale_free) if b.sparsity else None,
         ),
@@ -218,70 +210,70 @@ def weight_sparsity_scale_free(model: LoadedModel, expect: Expectation | None) -
             **{f"{label} kurtosis": s.excess_kurtosis for label, s in measured.items()},
         },
     )
-    return Evaluation(finding)
+    return kit.Evaluation(finding)
 
 
 SEED_Q = "seed notebook §4: T5-small Q 93.7% of |w| < 0.1 (K 19.2%, V 12.1%)"
-Q_SPARSITY = declare(
-    Property(
+Q_SPARSITY = kit.declare(
+    kit.Property(
         name="q_sparsity",
         statistic="fraction of |W_Q| below a threshold (0.1 by default)",
         claim="the Q projections are sparse: most |w| lie below the threshold",
         source=SEED_Q,
         version=1,
-        tolerance=Tolerance(abs=0.01),
-        domain=FRACTION,
-        gauge=Gauge.DEPENDENT,
+        tolerance=kit.Tolerance(abs=0.01),
+        domain=kit.FRACTION,
+        gauge=kit.Gauge.DEPENDENT,
         gauge_note=GAUGE_NOTE,
         kind="weights",
         evaluate=q_sparsity,
         expect=QSparsityExpect,
     )
 )
-Q_SPARSITY_SCALE_FREE = declare(
-    Property(
+Q_SPARSITY_SCALE_FREE = kit.declare(
+    kit.Property(
         name="q_sparsity_scale_free",
         statistic=f"fraction of |W_Q| below {RELATIVE_SCALE:g}·std (Gaussian: 0.080)",
         claim="Q sparsity is not only weight scale: scaling a tensor cannot move this share",
         source=f"companion of q_sparsity ({SEED_Q})",
         version=1,
-        tolerance=Tolerance(abs=0.005),
-        domain=FRACTION,
-        gauge=Gauge.DEPENDENT,
+        tolerance=kit.Tolerance(abs=0.005),
+        domain=kit.FRACTION,
+        gauge=kit.Gauge.DEPENDENT,
         gauge_note=GAUGE_NOTE,
         kind="weights",
         evaluate=q_sparsity_scale_free,
     )
 )
-WEIGHT_SPARSITY = declare(
-    Property(
+WEIGHT_SPARSITY = kit.declare(
+    kit.Property(
         name="weight_sparsity",
         statistic=f"share of all 2-D weights with |w| < {HEADLINE:g} (1e-4 … 1e-1 per role)",
         claim="share of |w| below 1e-4, 1e-3, 1e-2 and 1e-1 in every 2-D weight role",
         source="seed notebook §4–6 (per weight type)",
         version=1,
-        tolerance=Tolerance(abs=0.01),
-        domain=FRACTION,
-        gauge=Gauge.DEPENDENT,
+        tolerance=kit.Tolerance(abs=0.01),
+        domain=kit.FRACTION,
+        gauge=kit.Gauge.DEPENDENT,
         gauge_note=GAUGE_NOTE,
         kind="weights",
         evaluate=weight_sparsity,
     )
 )
-WEIGHT_SPARSITY_SCALE_FREE = declare(
-    Property(
+WEIGHT_SPARSITY_SCALE_FREE = kit.declare(
+    kit.Property(
         name="weight_sparsity_scale_free",
         statistic=f"share of 2-D weights with |w| < {RELATIVE_SCALE:g}·std of their tensor",
         claim="scale-free sparsity and excess kurtosis of every 2-D weight role",
         source="companion of weight_sparsity",
         version=1,
-        tolerance=Tolerance(abs=0.005),
-        domain=FRACTION,
-        gauge=Gauge.DEPENDENT,
+        tolerance=kit.Tolerance(abs=0.005),
+        domain=kit.FRACTION,
+        gauge=kit.Gauge.DEPENDENT,
         gauge_note=GAUGE_NOTE,
         kind="weights",
         evaluate=weight_sparsity_scale_free,
     )
 )
 
-__all__ = ["Band", "Expected", "QSparsityExpect", "pooled"]
+__all__ = ["Band", "QSparsityExpect", "pooled"]

@@ -21,30 +21,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from terrain.baselines import Tolerance
-from terrain.battery import BatteryResult
-from terrain.checks.common import band, null_of
-from terrain.findings import Expected, Finding, Null
+from terrain.checks import kit
 from terrain.measures.spectra import (
     PROJECTION_ROLES,
     RoleSpectra,
     participation_tolerance,
     stable_rank_tolerance,
 )
-from terrain.property import (
-    NONNEGATIVE,
-    REAL,
-    Domain,
-    Evaluate,
-    Evaluation,
-    Expectation,
-    Gauge,
-    NotApplicableError,
-    Property,
-    declare,
-)
 from terrain.report.battery_plots import layer_curves
-from terrain.report.evidence import Evidence
 
 if TYPE_CHECKING:
     from terrain.model import LoadedModel
@@ -57,7 +41,7 @@ GAUGE_NOTE = (
 )
 
 
-def projections(result: BatteryResult) -> list[RoleSpectra]:
+def projections(result: kit.BatteryResult) -> list[RoleSpectra]:
     return [s for s in result.spectra.values() if s.role in PROJECTION_ROLES]
 
 
@@ -68,14 +52,14 @@ def _median(values: list[np.ndarray]) -> float:
 def _measured(model: LoadedModel) -> list[RoleSpectra]:
     measured = projections(model.battery())
     if not measured:
-        raise NotApplicableError(f"model {model.name!r} has no projection matrices")
+        raise kit.NotApplicableError(f"model {model.name!r} has no projection matrices")
     return measured
 
 
-def _ratio_null(model: LoadedModel, ratio: str) -> Null | None:
+def _ratio_null(model: LoadedModel, ratio: str) -> kit.Null | None:
     """The median ratio to Marchenko–Pastur on the null seeds, or the law itself (ratio 1)
     where the null left the spectra to it."""
-    sampled = null_of(
+    sampled = kit.null_of(
         model,
         lambda b: (
             _median([getattr(s, ratio)() for s in projections(b)]) if projections(b) else None
@@ -83,21 +67,21 @@ def _ratio_null(model: LoadedModel, ratio: str) -> Null | None:
     )
     if sampled is not None:
         return sampled
-    return Null(1.0, MP_NULL)
+    return kit.Null(1.0, MP_NULL)
 
 
-def stable_rank(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def stable_rank(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     measured = _measured(model)
     null = projections(model.null_batteries()[0])
     n_min = min(s.spectra.n for s in measured)
     tol = stable_rank_tolerance(n_min)
-    default = Expected(1 - tol, 1 + tol, MP_SOURCE) if model.random_init else None
-    finding = Finding(
+    default = kit.Expected(1 - tol, 1 + tol, MP_SOURCE) if model.random_init else None
+    finding = kit.Finding(
         model=model.name,
         property="spectral_stable_rank",
         statistic="median over projection matrices of stable rank / Marchenko–Pastur value",
         value=_median([s.stable_rank_ratio() for s in measured]),
-        expected=band(expect, default),
+        expected=kit.band(expect, default),
         null=_ratio_null(model, "stable_rank_ratio"),
         n=sum(len(s.layers) for s in measured),
         random_init=model.random_init,
@@ -119,21 +103,21 @@ def stable_rank(model: LoadedModel, expect: Expectation | None) -> Evaluation:
         reference=1.0,
         reference_label="Marchenko–Pastur",
     )
-    return Evaluation(finding, (Evidence("stable rank per layer against the nulls", plot),))
+    return kit.Evaluation(finding, (kit.Evidence("stable rank per layer against the nulls", plot),))
 
 
-def participation_ratio(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def participation_ratio(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     measured = _measured(model)
     null = projections(model.null_batteries()[0])
     n_min = min(s.spectra.n for s in measured)
     tol = participation_tolerance(n_min)
-    default = Expected(1 - tol, 1 + tol, MP_SOURCE) if model.random_init else None
-    finding = Finding(
+    default = kit.Expected(1 - tol, 1 + tol, MP_SOURCE) if model.random_init else None
+    finding = kit.Finding(
         model=model.name,
         property="spectral_participation_ratio",
         statistic="median over projection matrices of (Σσ)²/Σσ² / Marchenko–Pastur value",
         value=_median([s.participation_ratio_ratio() for s in measured]),
-        expected=band(expect, default),
+        expected=kit.band(expect, default),
         null=_ratio_null(model, "participation_ratio_ratio"),
         n=sum(len(s.layers) for s in measured),
         random_init=model.random_init,
@@ -181,7 +165,9 @@ def participation_ratio(model: LoadedModel, expect: Expectation | None) -> Evalu
         reference=1.0,
         reference_label="Marchenko–Pastur",
     )
-    return Evaluation(finding, (Evidence("participation ratio per layer against the nulls", plot),))
+    return kit.Evaluation(
+        finding, (kit.Evidence("participation ratio per layer against the nulls", plot),)
+    )
 
 
 def _log10_conditions(roles: list[RoleSpectra]) -> tuple[np.ndarray, int]:
@@ -190,7 +176,7 @@ def _log10_conditions(roles: list[RoleSpectra]) -> tuple[np.ndarray, int]:
     return np.log10(finite), int(values.size - finite.size)
 
 
-def _median_log_condition(result: BatteryResult) -> float | None:
+def _median_log_condition(result: kit.BatteryResult) -> float | None:
     roles = projections(result)
     if not roles:
         return None
@@ -198,17 +184,17 @@ def _median_log_condition(result: BatteryResult) -> float | None:
     return float(np.median(logs)) if logs.size else None
 
 
-def condition_number(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def condition_number(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     measured = _measured(model)
     null = projections(model.null_batteries()[0])
     logs, singular = _log10_conditions(measured)
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="spectral_condition_number",
         statistic="median over projection matrices of log10 condition number",
         value=float(np.median(logs)) if logs.size else math.nan,
-        expected=band(expect),
-        null=null_of(model, _median_log_condition),
+        expected=kit.band(expect),
+        null=kit.null_of(model, _median_log_condition),
         n=sum(len(s.layers) for s in measured),
         random_init=model.random_init,
         details={
@@ -237,48 +223,39 @@ def condition_number(model: LoadedModel, expect: Expectation | None) -> Evaluati
         ylabel="log10 condition number",
         title=f"{model.name}: condition number per layer",
     )
-    return Evaluation(finding, (Evidence("condition number per layer against the null", plot),))
-
-
-def _declare(name: str, statistic: str, claim: str, evaluate: Evaluate, domain: Domain) -> None:
-    declare(
-        Property(
-            name=name,
-            statistic=statistic,
-            claim=claim,
-            source="seed notebook §4–6; Marchenko–Pastur for random init",
-            version=1,
-            tolerance=Tolerance(abs=0.01),
-            domain=domain,
-            gauge=Gauge.DEPENDENT,
-            gauge_note=GAUGE_NOTE,
-            kind="weights",
-            evaluate=evaluate,
-        )
+    return kit.Evaluation(
+        finding, (kit.Evidence("condition number per layer against the null", plot),)
     )
 
 
-_declare(
+SPECTRA = kit.Theme(
+    source="seed notebook §4–6; Marchenko–Pastur for random init",
+    tolerance=kit.Tolerance(abs=0.01),
+    gauge=kit.Gauge.DEPENDENT,
+    gauge_note=GAUGE_NOTE,
+    kind="weights",
+)
+SPECTRA.declare(
     "spectral_stable_rank",
     "median over projections of stable rank Σσ²/σ_max² / its Marchenko–Pastur value",
     "stable rank of every projection over its Marchenko–Pastur value n/(1+√y)²: about 1 at "
     "random init (asserted there), lower where training concentrated the spectrum",
     stable_rank,
-    NONNEGATIVE,
+    kit.NONNEGATIVE,
 )
-_declare(
+SPECTRA.declare(
     "spectral_participation_ratio",
     "median over projections of (Σσ)²/Σσ² / its Marchenko–Pastur value",
     "participation ratio of every projection over its Marchenko–Pastur value; about 1 at "
     "random init (asserted there); active fraction and rank90 tracked beside it",
     participation_ratio,
-    NONNEGATIVE,
+    kit.NONNEGATIVE,
 )
-_declare(
+SPECTRA.declare(
     "spectral_condition_number",
     "median over projections of log10 σ_max/σ_min",
     "condition number of every projection; Marchenko–Pastur gives (1+√y)/(1−√y) for a "
     "rectangular i.i.d. matrix and growth with n for a square one (measured)",
     condition_number,
-    REAL,
+    kit.REAL,
 )

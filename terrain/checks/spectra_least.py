@@ -14,26 +14,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from terrain.baselines import Tolerance
-from terrain.battery import BatteryResult
-from terrain.checks.common import band, null_of
+from terrain.checks import kit
 from terrain.checks.spectra import GAUGE_NOTE, MP_NULL, projections
-from terrain.findings import Finding, Null
-from terrain.property import (
-    NONNEGATIVE,
-    Evaluation,
-    Expectation,
-    Gauge,
-    NotApplicableError,
-    Property,
-    declare,
-)
 
 if TYPE_CHECKING:
     from terrain.model import LoadedModel
 
 
-def _least(result: BatteryResult) -> tuple[float, str, int] | None:
+def _least(result: kit.BatteryResult) -> tuple[float, str, int] | None:
     """The smallest ratio, the matrix it belongs to, and how many matrices were compared."""
     found = projections(result)
     if not found:
@@ -49,42 +37,42 @@ def _least(result: BatteryResult) -> tuple[float, str, int] | None:
     return best[0], best[1], count
 
 
-def least_stable_rank(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def least_stable_rank(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     least = _least(model.battery())
     if least is None:
-        raise NotApplicableError(f"model {model.name!r} has no projection matrices")
+        raise kit.NotApplicableError(f"model {model.name!r} has no projection matrices")
     value, where, m = least
 
-    def statistic(b: BatteryResult) -> float | None:
+    def statistic(b: kit.BatteryResult) -> float | None:
         found = _least(b)
         return None if found is None or found[2] != m else found[0]
 
-    null = null_of(model, statistic) or Null(1.0, MP_NULL)
-    finding = Finding(
+    null = kit.null_of(model, statistic) or kit.Null(1.0, MP_NULL)
+    finding = kit.Finding(
         model=model.name,
         property="spectral_stable_rank_min",
         statistic=f"least stable rank / Marchenko–Pastur over {m} projections ({where})",
         value=value,
-        expected=band(expect),
+        expected=kit.band(expect),
         null=null,
         n=m,
         random_init=model.random_init,
         details={"least": where, "matrices": m},
     )
-    return Evaluation(finding)
+    return kit.Evaluation(finding)
 
 
-declare(
-    Property(
+kit.declare(
+    kit.Property(
         name="spectral_stable_rank_min",
         statistic="least stable rank Σσ²/σ_max² / its Marchenko–Pastur value over projections",
         claim="no projection's spectrum collapsed beyond chance: the least stable-rank ratio "
         "over all m projections beside the least of the same m matrices at random init",
         source="seed notebook §4–6 (stable rank); the null of a minimum for the extreme",
         version=1,
-        tolerance=Tolerance(abs=0.01),
-        domain=NONNEGATIVE,
-        gauge=Gauge.DEPENDENT,
+        tolerance=kit.Tolerance(abs=0.01),
+        domain=kit.NONNEGATIVE,
+        gauge=kit.Gauge.DEPENDENT,
         gauge_note=GAUGE_NOTE,
         kind="weights",
         evaluate=least_stable_rank,

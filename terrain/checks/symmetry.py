@@ -20,19 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from terrain.baselines import Tolerance
+from terrain.checks import kit
 from terrain.errors import TerrainError
 from terrain.families.decoder import FLOAT32_NORM
-from terrain.findings import Expected, Finding, Null
-from terrain.property import (
-    NONNEGATIVE,
-    Evaluation,
-    Expectation,
-    Gauge,
-    NotApplicableError,
-    Property,
-    declare,
-)
 from terrain.symmetry import (
     CONTROL_FLOOR,
     NotApplicable,
@@ -53,10 +43,10 @@ DRAWS = (0, 1, 2)  # seeds of the group elements
 CONTROL_DRAWS = (0,)  # seeds of the controls' maps: one failure of O(1) is the evidence
 
 
-def measure_symmetry(model: LoadedModel, name: str) -> Evaluation:
+def measure_symmetry(model: LoadedModel, name: str) -> kit.Evaluation:
     family = model.anatomy.family
     if family not in catalogued_families():
-        raise NotApplicableError(
+        raise kit.NotApplicableError(
             f"model {model.name!r}: no symmetry catalogue entry for family {family!r} "
             f"(catalogued: {', '.join(catalogued_families())})"
         )
@@ -69,12 +59,12 @@ def measure_symmetry(model: LoadedModel, name: str) -> Evaluation:
         try:
             module = runner.module(case)
         except TerrainError as e:
-            raise NotApplicableError(f"model {model.name!r}: no module to run: {e}") from None
+            raise kit.NotApplicableError(f"model {model.name!r}: no module to run: {e}") from None
         weights = Weights(module)
         try:
             entries = catalogue(runner.anatomy(case), runner.config(case), weights)
         except NotCataloguedError as e:
-            raise NotApplicableError(f"model {model.name!r}: {e}") from None
+            raise kit.NotApplicableError(f"model {model.name!r}: {e}") from None
         entry = entries[name]
         if isinstance(entry, NotApplicable):
             skipped.append(f"{case.label}: {entry.reason}")
@@ -90,7 +80,7 @@ def measure_symmetry(model: LoadedModel, name: str) -> Evaluation:
     runner.release()
     if not results:  # no case of this model has what the symmetry acts on
         reason = skipped[0].split(": ", 1)[1] if len(skipped) == 1 else "; ".join(skipped)
-        raise NotApplicableError(f"model {model.name!r}: {name}: {reason}")
+        raise kit.NotApplicableError(f"model {model.name!r}: {name}: {reason}")
     worst_case, worst = max(results, key=lambda x: x[1].max_error)
     tolerance = max(r.tolerance for _, r in results)
     if float32_reason.endswith(FLOAT32_NORM) and max(r[0] for r in resolutions) < 1e-12:
@@ -103,13 +93,13 @@ def measure_symmetry(model: LoadedModel, name: str) -> Evaluation:
     if float32_reason:
         source += f"; float32 precision: {float32_reason}"
     dtypes = sorted({str(case.dtype).removeprefix("torch.") for case, _ in results})
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property=name,
         statistic="max relative change of the output over seeded group elements",
         value=worst.max_error,
-        expected=Expected(None, tolerance, source),
-        null=Null(
+        expected=kit.Expected(None, tolerance, source),
+        null=kit.Null(
             min(controls),
             "negative control, min relative change: " + ", ".join(measured_controls),
         ),
@@ -134,7 +124,7 @@ def measure_symmetry(model: LoadedModel, name: str) -> Evaluation:
         },
     )
     problems = [_weak(model, name, case, r) for case, r in results]
-    return Evaluation(finding, problems=tuple(p for p in problems if p))
+    return kit.Evaluation(finding, problems=tuple(p for p in problems if p))
 
 
 def _weak(model: LoadedModel, name: str, case: Any, result: SymmetryResult) -> str:
@@ -156,7 +146,7 @@ def _weak(model: LoadedModel, name: str, case: Any, result: SymmetryResult) -> s
 
 
 def _evaluator(name: str) -> Any:
-    def evaluate(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+    def evaluate(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
         return measure_symmetry(model, name)
 
     return evaluate
@@ -177,17 +167,17 @@ SYMMETRY_CLAIMS = {
     "rotated, leave the output unchanged",
 }
 for _name, _claim in SYMMETRY_CLAIMS.items():
-    declare(
-        Property(
+    kit.declare(
+        kit.Property(
             name=_name,
             statistic="max relative change of the output over seeded group elements",
             claim=_claim,
             source="the model code (derivations in terrain/symmetry); seed 002 for the gauges",
             version=1,
             # Symmetry errors: ~1e-15 in float64; where the library computes in float32, ~1e-7.
-            tolerance=Tolerance(abs=1e-10 if _name in FLOAT64_EXACT else 1e-5),
-            domain=NONNEGATIVE,
-            gauge=Gauge.NONE,
+            tolerance=kit.Tolerance(abs=1e-10 if _name in FLOAT64_EXACT else 1e-5),
+            domain=kit.NONNEGATIVE,
+            gauge=kit.Gauge.NONE,
             kind="forward",
             evaluate=_evaluator(_name),
         )

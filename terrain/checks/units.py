@@ -21,31 +21,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from terrain.baselines import Tolerance
-from terrain.battery import BatteryResult
-from terrain.checks.common import band, null_of
-from terrain.findings import Expected, Finding
+from terrain.checks import kit
 from terrain.measures.mlp import MLPLayer
 from terrain.measures.norms import GainStats
 from terrain.measures.position_bias import PositionBiasTable
-from terrain.property import (
-    COSINE,
-    FRACTION,
-    NONNEGATIVE,
-    Evaluation,
-    Expectation,
-    Gauge,
-    NotApplicableError,
-    Property,
-    declare,
-)
 from terrain.report.battery_plots import (
     cosine_matrices,
     layer_curves,
     position_bias_heatmaps,
     ratio_histogram,
 )
-from terrain.report.evidence import Evidence
 
 if TYPE_CHECKING:
     from terrain.model import LoadedModel
@@ -57,19 +42,19 @@ def _fraction(layers: list[MLPLayer], attr: str) -> float:
     return float(sum(getattr(m, attr) for m in layers)) / sum(m.d_ff for m in layers)
 
 
-def dead_neurons(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def dead_neurons(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     measured = model.battery().mlp
     if not measured:
-        raise NotApplicableError(f"model {model.name!r} has no MLP up/down pairs")
+        raise kit.NotApplicableError(f"model {model.name!r} has no MLP up/down pairs")
     null = model.null_batteries()[0].mlp
-    default = Expected(0.0, 0.0, CONCENTRATION) if model.random_init else None
-    finding = Finding(
+    default = kit.Expected(0.0, 0.0, CONCENTRATION) if model.random_init else None
+    finding = kit.Finding(
         model=model.name,
         property="mlp_dead_neurons",
         statistic="share of MLP units with combined norm < 1% of the layer mean",
         value=_fraction(measured, "dead"),
-        expected=band(expect, default),
-        null=null_of(model, lambda b: _fraction(b.mlp, "dead") if b.mlp else None),
+        expected=kit.band(expect, default),
+        null=kit.null_of(model, lambda b: _fraction(b.mlp, "dead") if b.mlp else None),
         n=sum(m.d_ff for m in measured),
         random_init=model.random_init,
         details={
@@ -90,25 +75,25 @@ def dead_neurons(model: LoadedModel, expect: Expectation | None) -> Evaluation:
         xlabel="log10(unit importance / layer mean); red: 1% and 10%",
         title=f"{model.name}: MLP unit importance",
     )
-    return Evaluation(finding, (Evidence("MLP unit importance against the null", plot),))
+    return kit.Evaluation(finding, (kit.Evidence("MLP unit importance against the null", plot),))
 
 
 def _gated(layers: list[MLPLayer]) -> list[MLPLayer]:
     return [m for m in layers if m.gated]
 
 
-def dead_gates(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def dead_gates(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     measured = _gated(model.battery().mlp)
     if not measured:
-        raise NotApplicableError(f"model {model.name!r}: ungated MLP (no mlp_gate role)")
-    default = Expected(0.0, 0.0, CONCENTRATION) if model.random_init else None
-    finding = Finding(
+        raise kit.NotApplicableError(f"model {model.name!r}: ungated MLP (no mlp_gate role)")
+    default = kit.Expected(0.0, 0.0, CONCENTRATION) if model.random_init else None
+    finding = kit.Finding(
         model=model.name,
         property="mlp_dead_gates",
         statistic="share of gated MLP units with gate norm < 1% of the layer mean",
         value=_fraction(measured, "gate_dead"),
-        expected=band(expect, default),
-        null=null_of(
+        expected=kit.band(expect, default),
+        null=kit.null_of(
             model, lambda b: _fraction(_gated(b.mlp), "gate_dead") if _gated(b.mlp) else None
         ),
         n=sum(m.d_ff for m in measured),
@@ -128,7 +113,7 @@ def dead_gates(model: LoadedModel, expect: Expectation | None) -> Evaluation:
         },
         tracked={"gate_weak_share": _fraction(measured, "gate_weak")},
     )
-    return Evaluation(finding)
+    return kit.Evaluation(finding)
 
 
 def _per_layer(gains: list[GainStats]) -> dict[str, list[GainStats]]:
@@ -139,19 +124,19 @@ def _per_layer(gains: list[GainStats]) -> dict[str, list[GainStats]]:
     return out
 
 
-def gain_spread(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def gain_spread(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     gains = model.battery().gains
     if not gains:
-        raise NotApplicableError(f"model {model.name!r} has no norm gains")
+        raise kit.NotApplicableError(f"model {model.name!r} has no norm gains")
     by_role = _per_layer(gains)
     null_by_role = _per_layer(model.null_batteries()[0].gains)
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="norm_gain_spread",
         statistic="mean over norm gains of std(γ)",
         value=float(np.mean([g.std for g in gains])),
-        expected=band(expect),
-        null=null_of(
+        expected=kit.band(expect),
+        null=kit.null_of(
             model, lambda b: float(np.mean([g.std for g in b.gains])) if b.gains else None
         ),
         n=len(gains),
@@ -175,7 +160,7 @@ def gain_spread(model: LoadedModel, expect: Expectation | None) -> Evaluation:
             },
         },
     )
-    evidence: tuple[Evidence, ...] = ()
+    evidence: tuple[kit.Evidence, ...] = ()
     if by_role:
         plot = layer_curves(
             {k: ([g.layer or 0 for g in v], [g.mean for g in v]) for k, v in by_role.items()},
@@ -184,27 +169,27 @@ def gain_spread(model: LoadedModel, expect: Expectation | None) -> Evaluation:
             title=f"{model.name}: norm gain mean per layer",
             reference=1.0,
         )
-        evidence = (Evidence("norm gain mean per layer against the null", plot),)
-    return Evaluation(finding, evidence)
+        evidence = (kit.Evidence("norm gain mean per layer against the null", plot),)
+    return kit.Evaluation(finding, evidence)
 
 
-def gain_directions(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def gain_directions(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     directions = model.battery().gain_directions
     if not directions:
-        raise NotApplicableError(f"model {model.name!r} has no norm role in two or more layers")
+        raise kit.NotApplicableError(f"model {model.name!r} has no norm role in two or more layers")
     null = model.null_batteries()[0].gain_directions
 
-    def statistic(b: BatteryResult) -> float | None:
+    def statistic(b: kit.BatteryResult) -> float | None:
         ds = b.gain_directions
         return float(np.mean([d.mean_adjacent for d in ds.values()])) if ds else None
 
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="norm_gain_directions",
         statistic="mean adjacent-layer cosine of unit gain directions γ̂",
         value=float(np.mean([d.mean_adjacent for d in directions.values()])),
-        expected=band(expect),
-        null=null_of(model, statistic),
+        expected=kit.band(expect),
+        null=kit.null_of(model, statistic),
         n=sum(len(d.layers) for d in directions.values()),
         random_init=model.random_init,
         details={
@@ -227,7 +212,7 @@ def gain_directions(model: LoadedModel, expect: Expectation | None) -> Evaluatio
         {k: d.cosine for k, d in directions.items()},
         f"{model.name}: cosine of unit gain directions across layers (null: 1 everywhere)",
     )
-    return Evaluation(finding, (Evidence("γ-direction cosine matrices", plot),))
+    return kit.Evaluation(finding, (kit.Evidence("γ-direction cosine matrices", plot),))
 
 
 def _mixed(tables: list[PositionBiasTable]) -> float:
@@ -240,10 +225,10 @@ def _scope(tables: list[PositionBiasTable]) -> tuple[list[PositionBiasTable], st
     return (decoder, "decoder") if decoder else (tables, "all stacks")
 
 
-def mixed_heads(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def mixed_heads(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     tables = model.battery().position_bias
     if not tables:
-        raise NotApplicableError(
+        raise kit.NotApplicableError(
             f"model {model.name!r} has no relative position bias "
             f"({model.anatomy.family} encodes positions otherwise)"
         )
@@ -258,13 +243,13 @@ def mixed_heads(model: LoadedModel, expect: Expectation | None) -> Evaluation:
             np.nanmean([h.distance_correlation for h in t.heads])
         )
     scoped, scope = _scope(tables)
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="position_bias_mixed_heads",
         statistic=f"share of relative-position-bias heads classed mixed ({scope})",
         value=_mixed(scoped),
-        expected=band(expect),
-        null=null_of(
+        expected=kit.band(expect),
+        null=kit.null_of(
             model, lambda b: _mixed(_scope(b.position_bias)[0]) if b.position_bias else None
         ),
         n=sum(t.n_heads for t in scoped),
@@ -283,7 +268,7 @@ def mixed_heads(model: LoadedModel, expect: Expectation | None) -> Evaluation:
         {f"{t.stack}.{t.layer}": t.table for t in null} if not model.random_init else {},
         f"{model.name}: relative position bias (heads × buckets)",
     )
-    return Evaluation(finding, (Evidence("position bias tables", plot),))
+    return kit.Evaluation(finding, (kit.Evidence("position bias tables", plot),))
 
 
 UNIT_GAUGE = (
@@ -294,82 +279,82 @@ GAIN_GAUGE = (
     "a residual rotation folds the gains into their readers: after it every gain is 1, so "
     "gain statistics describe the parametrisation of RMSNorm models"
 )
-declare(
-    Property(
+kit.declare(
+    kit.Property(
         name="mlp_dead_neurons",
         statistic="share of MLP units with combined norm < 1% of the layer mean",
         claim="share of MLP hidden units whose combined norm (up·down, gated: gate·up·down) "
         "is below 1% of their layer's mean; none at random init",
         source="seed notebook §4–6",
         version=1,
-        tolerance=Tolerance(abs=0.005),
-        domain=FRACTION,
-        gauge=Gauge.INVARIANT,
+        tolerance=kit.Tolerance(abs=0.005),
+        domain=kit.FRACTION,
+        gauge=kit.Gauge.INVARIANT,
         gauge_note=UNIT_GAUGE + "; a unit permutation only reorders them",
         kind="weights",
         evaluate=dead_neurons,
     )
 )
-declare(
-    Property(
+kit.declare(
+    kit.Property(
         name="mlp_dead_gates",
         statistic="share of gated MLP units with gate norm < 1% of the layer mean",
         claim="gated MLPs: share of units whose gate row alone is below 1% of the mean gate "
         "norm (the unit is shut whatever its up and down weights); none at random init",
         source="seed notebook §6 (T5 v1.1 gated units)",
         version=1,
-        tolerance=Tolerance(abs=0.005),
-        domain=FRACTION,
-        gauge=Gauge.INVARIANT,
+        tolerance=kit.Tolerance(abs=0.005),
+        domain=kit.FRACTION,
+        gauge=kit.Gauge.INVARIANT,
         gauge_note="the gated scaling symmetry acts on the linear branch only; the gate's "
         "rows are moved only by unit permutations, which reorder them",
         kind="weights",
         evaluate=dead_gates,
     )
 )
-declare(
-    Property(
+kit.declare(
+    kit.Property(
         name="norm_gain_spread",
         statistic="mean over norm gains of std(γ)",
         claim="per-layer statistics of every norm gain (mean, std, counts above 1.5, below "
         "0.5 and near 1); the headline is the mean spread std(γ), 0 at init",
         source="seed notebook §4 (LayerNorm learned scales)",
         version=1,
-        tolerance=Tolerance(abs=0.01),
-        domain=NONNEGATIVE,
-        gauge=Gauge.DEPENDENT,
+        tolerance=kit.Tolerance(abs=0.01),
+        domain=kit.NONNEGATIVE,
+        gauge=kit.Gauge.DEPENDENT,
         gauge_note=GAIN_GAUGE,
         kind="weights",
         evaluate=gain_spread,
     )
 )
-declare(
-    Property(
+kit.declare(
+    kit.Property(
         name="norm_gain_directions",
         statistic="mean adjacent-layer cosine of unit gain directions γ̂",
         claim="the layer × layer cosine of the unit gain directions γ̂_L tells whether the "
         "layers share one preferred axis (cosine near 1) or each has its own; 1 at init",
         source="research note 003 (γ-direction analysis)",
         version=1,
-        tolerance=Tolerance(abs=0.01),
-        domain=COSINE,
-        gauge=Gauge.DEPENDENT,
+        tolerance=kit.Tolerance(abs=0.01),
+        domain=kit.COSINE,
+        gauge=kit.Gauge.DEPENDENT,
         gauge_note=GAIN_GAUGE,
         kind="weights",
         evaluate=gain_directions,
     )
 )
-declare(
-    Property(
+kit.declare(
+    kit.Property(
         name="position_bias_mixed_heads",
         statistic="share of relative-position-bias heads classed mixed (decoder when present)",
         claim="share of relative-position-bias heads that are neither local nor global: the "
         "seed finds none in T5's decoder; a random table is mostly mixed",
         source="seed notebook §3, §4, §6",
         version=1,
-        tolerance=Tolerance(abs=0.05),
-        domain=FRACTION,
-        gauge=Gauge.INVARIANT,
+        tolerance=kit.Tolerance(abs=0.05),
+        domain=kit.FRACTION,
+        gauge=kit.Gauge.INVARIANT,
         gauge_note="the bias table is added to the scores outside every weight symmetry",
         kind="weights",
         evaluate=mixed_heads,

@@ -26,26 +26,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from terrain.baselines import Tolerance
 from terrain.bootstrap import Interval, paired_interval
-from terrain.checks.common import band
+from terrain.checks import kit
 from terrain.checks.text import above_null
 from terrain.checks.wordnet_study import CHAIN_LENGTH, SAMPLE_SEED, study_of
-from terrain.findings import Finding, Null
 from terrain.measures.hierarchy import ChainDecay, LabelLift, chain_decay, label_lift
-from terrain.property import (
-    COSINE,
-    REAL,
-    Domain,
-    Evaluate,
-    Evaluation,
-    Expectation,
-    Gauge,
-    NotApplicableError,
-    Property,
-    declare,
-)
-from terrain.report.evidence import Evidence
 from terrain.report.representation_plots import (
     MODEL,
     NULL,
@@ -91,22 +76,24 @@ def _claim(model: LoadedModel, value: float, null: float, diff: Interval, what: 
     )
 
 
-def _similarity(model: LoadedModel, expect: Expectation | None, similarity: str) -> Evaluation:
+def _similarity(
+    model: LoadedModel, expect: kit.Expectation | None, similarity: str
+) -> kit.Evaluation:
     study = study_of(model)
     cmp = study.alignment
     measured = cmp.model.correlations[similarity]
     null = cmp.null.correlations[similarity]
     diff = cmp.spearman_difference[similarity]
     label = SIMILARITY_NAMES[similarity]
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property=f"wordnet_{similarity}_spearman",
         statistic=f"Spearman correlation of definition cosine with {label} (noun pairs)",
         value=measured.spearman,
-        expected=band(
+        expected=kit.band(
             expect, _claim(model, measured.spearman, null.spearman, diff, "the Spearman")
         ),
-        null=Null(null.spearman, NULL_KIND),
+        null=kit.Null(null.spearman, NULL_KIND),
         interval=measured.spearman_interval,
         n=measured.n_pairs,
         seed=SAMPLE_SEED,
@@ -127,24 +114,24 @@ def _similarity(model: LoadedModel, expect: Expectation | None, similarity: str)
         f"null {null.spearman:.3f})",
         label,
     )
-    return Evaluation(finding, (Evidence(f"cosine vs {label}", plot),))
+    return kit.Evaluation(finding, (kit.Evidence(f"cosine vs {label}", plot),))
 
 
-def path_spearman(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def path_spearman(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     return _similarity(model, expect, "path")
 
 
-def wup_spearman(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def wup_spearman(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     return _similarity(model, expect, "wup")
 
 
-def band_gradient(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def band_gradient(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     study = study_of(model)
     cmp = study.alignment
     value = cmp.model.gradient["path"]
     null = cmp.null.gradient["path"]
     diff = cmp.gradient_difference["path"]
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="wordnet_band_gradient",
         statistic=(
@@ -152,8 +139,10 @@ def band_gradient(model: LoadedModel, expect: Expectation | None) -> Evaluation:
             "(the research's high and low bands)"
         ),
         value=value,
-        expected=band(expect, _claim(model, value, null, diff, "the high-minus-low band gradient")),
-        null=Null(null, NULL_KIND),
+        expected=kit.band(
+            expect, _claim(model, value, null, diff, "the high-minus-low band gradient")
+        ),
+        null=kit.Null(null, NULL_KIND),
         interval=cmp.model.gradient_interval["path"],
         n=study.n_pairs,
         seed=SAMPLE_SEED,
@@ -171,7 +160,7 @@ def band_gradient(model: LoadedModel, expect: Expectation | None) -> Evaluation:
         },
     )
     plots = [
-        Evidence(
+        kit.Evidence(
             f"band means ({SIMILARITY_NAMES[s]})",
             band_means(
                 {
@@ -184,21 +173,21 @@ def band_gradient(model: LoadedModel, expect: Expectation | None) -> Evaluation:
         )
         for s in ("path", "wup")
     ]
-    return Evaluation(finding, tuple(plots))
+    return kit.Evaluation(finding, tuple(plots))
 
 
-def hypernym_decay(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def hypernym_decay(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     study = study_of(model)
     wn = study.wordnet
     if len(wn.chain_roots) < 2:
-        raise NotApplicableError(f"only {len(wn.chain_roots)} hypernym chains in the sample")
+        raise kit.NotApplicableError(f"only {len(wn.chain_roots)} hypernym chains in the sample")
     decays: dict[str, ChainDecay] = {
         label: chain_decay(vectors, wn.chain_roots, wn.chain_rows, seed=SAMPLE_SEED)
         for label, vectors in ((MODEL, study.model_vectors), (NULL, study.null_vectors))
     }
     measured, null = decays[MODEL], decays[NULL]
     diff = paired_interval(measured.bootstrap, null.bootstrap, what=" over chains")
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="hypernym_decay",
         statistic=(
@@ -206,8 +195,8 @@ def hypernym_decay(model: LoadedModel, expect: Expectation | None) -> Evaluation
             "first-hypernym's"
         ),
         value=measured.decay,
-        expected=band(expect, _claim(model, measured.decay, null.decay, diff, "the decay")),
-        null=Null(null.decay, NULL_KIND),
+        expected=kit.band(expect, _claim(model, measured.decay, null.decay, diff, "the decay")),
+        null=kit.Null(null.decay, NULL_KIND),
         interval=measured.interval,
         n=measured.n_chains,
         seed=SAMPLE_SEED,
@@ -222,10 +211,10 @@ def hypernym_decay(model: LoadedModel, expect: Expectation | None) -> Evaluation
         {k: v.as_dict() for k, v in decays.items()},
         f"{model.name}: cosine along {measured.n_chains} hypernym chains",
     )
-    return Evaluation(finding, (Evidence("hypernym chain decay", plot),))
+    return kit.Evaluation(finding, (kit.Evidence("hypernym chain decay", plot),))
 
 
-def lexname_lift(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def lexname_lift(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     study = study_of(model)
     n = study.n_synsets
     labels = study.wordnet.lexnames
@@ -235,10 +224,10 @@ def lexname_lift(model: LoadedModel, expect: Expectation | None) -> Evaluation:
             for label, vectors in ((MODEL, study.model_vectors), (NULL, study.null_vectors))
         }
     except ValueError as e:
-        raise NotApplicableError(str(e)) from None
+        raise kit.NotApplicableError(str(e)) from None
     measured, null = lifts[MODEL], lifts[NULL]
     diff = paired_interval(measured.bootstrap, null.bootstrap, what=" over synsets")
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="lexname_lift",
         statistic=(
@@ -246,8 +235,10 @@ def lexname_lift(model: LoadedModel, expect: Expectation | None) -> Evaluation:
             "(files with >= 10 sampled synsets)"
         ),
         value=measured.lift,
-        expected=band(expect, _claim(model, measured.lift, null.lift, diff, "the same-file lift")),
-        null=Null(null.lift, NULL_KIND),
+        expected=kit.band(
+            expect, _claim(model, measured.lift, null.lift, diff, "the same-file lift")
+        ),
+        null=kit.Null(null.lift, NULL_KIND),
         interval=measured.interval,
         n=measured.n_items,
         seed=SAMPLE_SEED,
@@ -269,27 +260,16 @@ def lexname_lift(model: LoadedModel, expect: Expectation | None) -> Evaluation:
         "lift",
         reference=0.0,
     )
-    return Evaluation(finding, (Evidence("lexicographer-file clustering", plot),))
+    return kit.Evaluation(finding, (kit.Evidence("lexicographer-file clustering", plot),))
 
 
-def declare_text_property(
-    name: str, statistic: str, claim: str, evaluate: Evaluate, domain: Domain
-) -> None:
-    """Declare one of the WordNet properties (one source, tolerance and gauge for all)."""
-    declare(
-        Property(
-            name=name,
-            statistic=statistic,
-            claim=claim,
-            source="notebook §2, §3, §13",
-            version=1,
-            tolerance=Tolerance(abs=1e-4),
-            domain=domain,
-            gauge=Gauge.NONE,
-            kind="text",
-            evaluate=evaluate,
-        )
-    )
+# The WordNet properties' one source, tolerance and gauge (wordnet_stability.py's too).
+WORDNET = kit.Theme(
+    source="notebook §2, §3, §13",
+    tolerance=kit.Tolerance(abs=1e-4),
+    gauge=kit.Gauge.NONE,
+    kind="text",
+)
 
 
 for _name, _statistic, _claim_text, _fn, _domain in (
@@ -298,35 +278,35 @@ for _name, _statistic, _claim_text, _fn, _domain in (
         "Spearman correlation of definition cosine with WordNet path similarity",
         "cosines of encoded WordNet definitions follow path similarity, better than the null",
         path_spearman,
-        COSINE,
+        kit.COSINE,
     ),
     (
         "wordnet_wup_spearman",
         "Spearman correlation of definition cosine with Wu-Palmer similarity",
         "cosines of encoded WordNet definitions follow Wu-Palmer similarity, better than the null",
         wup_spearman,
-        COSINE,
+        kit.COSINE,
     ),
     (
         "wordnet_band_gradient",
         "mean cosine of high- minus low-similarity pairs",
         "the mean cosine rises from the low to the high path-similarity band, more than the null's",
         band_gradient,
-        REAL,
+        kit.REAL,
     ),
     (
         "hypernym_decay",
         "cosine with the 1st minus the 5th first-hypernym",
         "cosine decays along first-hypernym chains, more than the null's",
         hypernym_decay,
-        REAL,
+        kit.REAL,
     ),
     (
         "lexname_lift",
         "same- minus different-lexicographer-file cosine",
         "definitions cluster by lexicographer file, more than the null's",
         lexname_lift,
-        REAL,
+        kit.REAL,
     ),
 ):
-    declare_text_property(_name, _statistic, _claim_text, _fn, _domain)
+    WORDNET.declare(_name, _statistic, _claim_text, _fn, _domain)

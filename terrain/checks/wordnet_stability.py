@@ -8,26 +8,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from terrain.checks.common import band
+from terrain.checks import kit
 from terrain.checks.text import above_null
 from terrain.checks.wordnet import (
     NULL_KIND,
     STABILITY_SIMPLICES,
+    WORDNET,
     claims_apply,
-    declare_text_property,
 )
 from terrain.checks.wordnet_study import env_int, study_of
-from terrain.findings import Finding, Null
 from terrain.measures.seed_stability import seed_stability
-from terrain.property import COSINE, Evaluation, Expectation
-from terrain.report.evidence import Evidence
 from terrain.report.representation_plots import MODEL, NULL, seed_strips
 
 if TYPE_CHECKING:
     from terrain.model import LoadedModel
 
 
-def stability(model: LoadedModel, expect: Expectation | None) -> Evaluation:
+def stability(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     study = study_of(model)
     n_seeds = env_int("TERRAIN_STABILITY_SEEDS", 5, 2)
     n = study.n_synsets
@@ -54,7 +51,7 @@ def stability(model: LoadedModel, expect: Expectation | None) -> Evaluation:
             "by a margin whose t interval (per-seed paired differences) excludes 0 "
             f"(difference CI [{diff.interval.low:.4g}, {diff.interval.high:.4g}])",
         )
-    finding = Finding(
+    finding = kit.Finding(
         model=model.name,
         property="wordnet_stability",
         statistic=(
@@ -62,8 +59,8 @@ def stability(model: LoadedModel, expect: Expectation | None) -> Evaluation:
             f"({result.n_items} synsets and {result.n_pairs} pairs per seed)"
         ),
         value=measured.mean,
-        expected=band(expect, expected),
-        null=Null(null.mean, NULL_KIND),
+        expected=kit.band(expect, expected),
+        null=kit.Null(null.mean, NULL_KIND),
         interval=measured.interval,
         n=n_seeds,
         seed=0,
@@ -71,7 +68,7 @@ def stability(model: LoadedModel, expect: Expectation | None) -> Evaluation:
         details={"stability": result.as_dict()},
     )
     plots = [
-        Evidence(
+        kit.Evidence(
             f"per-seed {label}",
             seed_strips(
                 {
@@ -91,13 +88,13 @@ def stability(model: LoadedModel, expect: Expectation | None) -> Evaluation:
         )
         if f"model/{key}" in s
     ]
-    return Evaluation(finding, tuple(plots))
+    return kit.Evaluation(finding, tuple(plots))
 
 
-declare_text_property(
+WORDNET.declare(
     "wordnet_stability",
     "mean over seeds of the path-similarity Spearman",
     "the alignment with WordNet holds over seeds (t interval of paired differences)",
     stability,
-    COSINE,
+    kit.COSINE,
 )

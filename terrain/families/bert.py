@@ -29,19 +29,10 @@ from typing import Any
 
 import torch
 
-from terrain.anatomy.base import Anatomy, Dimensions, TensorSource, classify, rule, unclaimed
+from terrain import family
+from terrain.anatomy import Anatomy, Dimensions, TensorSource, classify, rule, unclaimed
 from terrain.anatomy.config_fields import require_int
 from terrain.anatomy.shapes import check_layer_count, check_shape
-from terrain.family import (
-    Absent,
-    Family,
-    Norms,
-    StackCount,
-    TextConvention,
-    TransformersModule,
-    per_type,
-    register,
-)
 from terrain.reference import ops
 from terrain.reference.family import Block, Context, FamilyReference, maybe, read
 from terrain.symmetry.attention import QK
@@ -186,21 +177,23 @@ def census(config: Mapping[str, Any], architecture: str) -> dict[str, int]:
     }
 
 
-FAMILY = register(
-    Family(
+FAMILY = family.register(
+    family.Family(
         name="bert",
         model_types=MODEL_TYPES,
         anatomy=build,
-        norms=Norms(
+        norms=family.Norms(
             "post-LN: LayerNorm (gain and bias) on the embeddings and after each sublayer's "
             "residual sum (norm_attn after attention, norm_mlp after the MLP)"
         ),
-        heads=Absent("one tower: the anatomy's dimensions give the encoder's heads"),
-        stack_counts=per_type(MODEL_TYPES, {S: StackCount(None, "num_hidden_layers")}),
+        heads=family.Absent("one tower: the anatomy's dimensions give the encoder's heads"),
+        stack_counts=family.per_type(
+            MODEL_TYPES, {S: family.StackCount(None, "num_hidden_layers")}
+        ),
         symmetry=describe,
         reference=FamilyReference(lambda anatomy: [S], block, embeddings),
-        census=per_type(MODEL_TYPES, census),
-        text=per_type(MODEL_TYPES, TextConvention("the module itself (an encoder)")),
-        module=TransformersModule(),
+        census=family.per_type(MODEL_TYPES, census),
+        text=family.per_type(MODEL_TYPES, family.TextConvention("the module itself (an encoder)")),
+        module=family.TransformersModule(),
     )
 )

@@ -28,19 +28,11 @@ from typing import Any
 
 import torch
 
-from terrain.anatomy.base import Anatomy, Dimensions, Rule, TensorSource, classify, rule, unclaimed
+from terrain import family
+from terrain.anatomy import Anatomy, Dimensions, Rule, TensorSource, classify, rule, unclaimed
 from terrain.anatomy.config_fields import image_grid, optional_int, require_int, sub_config
 from terrain.anatomy.shapes import ShapeKey, check_layer_count, check_shapes
 from terrain.families.vit import attend, layer_norm, patch_embed, section_heads, tower_config
-from terrain.family import (
-    Absent,
-    Family,
-    Norms,
-    StackCount,
-    TextConvention,
-    TransformersModule,
-    register,
-)
 from terrain.reference import ops
 from terrain.reference.family import Block, Context, FamilyReference, maybe, read
 from terrain.symmetry.catalogue import LAYERNORM_RESIDUAL, standard_layers
@@ -264,12 +256,12 @@ def vision_census(config: Mapping[str, Any], architecture: str) -> dict[str, int
 
 
 _ONE_TOWER = "not written: only the vision tower's census (CLIPVisionModel) is predicted"
-FAMILY = register(
-    Family(
+FAMILY = family.register(
+    family.Family(
         name="clip",
         model_types=("clip", "clip_vision_model", "clip_text_model"),
         anatomy=build,
-        norms=Norms(
+        norms=family.Norms(
             "pre-LN LayerNorm (gain and bias): layer_norm1 before attention, layer_norm2 "
             "before the MLP; vision: pre_layrnorm on the embeddings, post_layernorm on the "
             "pooled class token; text: final_layer_norm"
@@ -277,26 +269,26 @@ FAMILY = register(
         heads=section_heads,
         stack_counts={
             "clip": {
-                "vision": StackCount("vision_config", "num_hidden_layers"),
-                "text": StackCount("text_config", "num_hidden_layers"),
+                "vision": family.StackCount("vision_config", "num_hidden_layers"),
+                "text": family.StackCount("text_config", "num_hidden_layers"),
             },
-            "clip_vision_model": {"vision": StackCount(None, "num_hidden_layers")},
-            "clip_text_model": Absent(
+            "clip_vision_model": {"vision": family.StackCount(None, "num_hidden_layers")},
+            "clip_text_model": family.Absent(
                 "not written: text-tower checkpoints (CLIPTextModel) are not cut into windows"
             ),
         },
         symmetry=describe,
         reference=FamilyReference(_towers, block, embeddings),
         census={
-            "clip": Absent(_ONE_TOWER + "; CLIPModel runs both towers and the projections"),
+            "clip": family.Absent(_ONE_TOWER + "; CLIPModel runs both towers and the projections"),
             "clip_vision_model": vision_census,
-            "clip_text_model": Absent(_ONE_TOWER),
+            "clip_text_model": family.Absent(_ONE_TOWER),
         },
         text={
-            "clip": TextConvention("the text tower (text_model)"),
-            "clip_vision_model": Absent("the vision tower alone: no text stack"),
-            "clip_text_model": TextConvention("the module itself (the text tower)"),
+            "clip": family.TextConvention("the text tower (text_model)"),
+            "clip_vision_model": family.Absent("the vision tower alone: no text stack"),
+            "clip_text_model": family.TextConvention("the module itself (the text tower)"),
         },
-        module=TransformersModule(),
+        module=family.TransformersModule(),
     )
 )

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from terrain.anatomy.base import (
+from terrain.anatomy import (
     Anatomy,
     Dimensions,
     Rule,
@@ -45,6 +45,7 @@ from terrain.anatomy.shapes import (
     check_layer_count,
     check_shapes,
     layer_types_from_config,
+    mlp_and_norm_shapes,
 )
 from terrain.family import (
     Absent,
@@ -168,12 +169,7 @@ def decoder_shapes(dims: Dimensions) -> dict[ShapeKey, tuple[int, ...]]:
         "k": (kv, d),
         "v": (kv, d),
         "o": (d, inner),
-        "mlp_gate": (dims.d_ff, d),
-        "mlp_up": (dims.d_ff, d),
-        "mlp_down": (d, dims.d_ff),
-        "norm_attn": (d,),
-        "norm_mlp": (d,),
-        "norm_final": (d,),
+        **mlp_and_norm_shapes(d, dims.d_ff),
         "embed_tokens": (dims.vocab_size, d),
         "lm_head": (dims.vocab_size, d),
     }
@@ -263,8 +259,7 @@ def describer(variant: DecoderVariant) -> Describer:
                 i = int(lay.where.split(".")[1])
                 q_site = NormSite(tensor_of(anatomy, STACK, "norm_attn", i), (lay.q, lay.k, lay.v))
                 norms.append(q_site)
-                readers = (block.up,) if block.gate is None else (block.gate, block.up)
-                norms.append(NormSite(tensor_of(anatomy, STACK, "norm_mlp", i), readers))
+                norms.append(NormSite(tensor_of(anatomy, STACK, "norm_mlp", i), block.readers))
                 writers += [lay.o, block.down]
             norms.append(NormSite(tensor_of(anatomy, STACK, "norm_final", None), (head,)))
             tables = tuple(r.tensor for r in anatomy.find("embed_tokens"))

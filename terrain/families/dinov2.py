@@ -26,27 +26,16 @@ from typing import Any
 
 import torch
 
-from terrain.anatomy.base import (
-    Anatomy,
-    Dimensions,
-    TensorRole,
-    TensorSource,
-    classify,
-    rule,
-    unclaimed,
-)
+from terrain import family
+from terrain.anatomy import Anatomy, Dimensions, TensorRole, TensorSource, classify, rule, unclaimed
 from terrain.anatomy.config_fields import image_grid, optional_int, require_int, require_number
-from terrain.anatomy.shapes import check_layer_count, check_shapes, split_equal
-from terrain.families.vit import attend, layer_norm, patch_embed
-from terrain.family import (
-    Absent,
-    Family,
-    Norms,
-    StackCount,
-    TransformersModule,
-    per_type,
-    register,
+from terrain.anatomy.shapes import (
+    check_layer_count,
+    check_shapes,
+    mlp_and_norm_shapes,
+    split_equal,
 )
+from terrain.families.vit import attend, layer_norm, patch_embed
 from terrain.reference import ops
 from terrain.reference.family import (
     Block,
@@ -139,12 +128,7 @@ def build(source: TensorSource, config: Mapping[str, Any]) -> Anatomy:
         roles,
         {
             **{r: (d, d) for r in ("q", "k", "v", "o")},
-            "mlp_gate": (d_ff, d),
-            "mlp_up": (d_ff, d),
-            "mlp_down": (d, d_ff),
-            "norm_attn": (d,),
-            "norm_mlp": (d,),
-            "norm_final": (d,),
+            **mlp_and_norm_shapes(d, d_ff),
             "layer_scale_attn": (d,),
             "layer_scale_mlp": (d,),
             "cls_token": (1, 1, d),
@@ -216,21 +200,25 @@ def census(config: Mapping[str, Any], architecture: str) -> dict[str, int]:
     }
 
 
-FAMILY = register(
-    Family(
+FAMILY = family.register(
+    family.Family(
         name="dinov2",
         model_types=MODEL_TYPES,
         anatomy=build,
-        norms=Norms(
+        norms=family.Norms(
             "pre-LN LayerNorm (gain and bias): norm1 before attention, norm2 before the MLP, "
             "each branch scaled per channel (layer_scale1/2) before the add; layernorm last"
         ),
-        heads=Absent("one encoder stack: the anatomy's dimensions give its heads"),
-        stack_counts=per_type(MODEL_TYPES, {_S: StackCount(None, "num_hidden_layers")}),
+        heads=family.Absent("one encoder stack: the anatomy's dimensions give its heads"),
+        stack_counts=family.per_type(
+            MODEL_TYPES, {_S: family.StackCount(None, "num_hidden_layers")}
+        ),
         symmetry=describe,
         reference=FamilyReference(lambda anatomy: [_S], block, embeddings),
-        census=per_type(MODEL_TYPES, census),
-        text=per_type(MODEL_TYPES, Absent("images only: no tokenizer and no text stack")),
-        module=TransformersModule(),
+        census=family.per_type(MODEL_TYPES, census),
+        text=family.per_type(
+            MODEL_TYPES, family.Absent("images only: no tokenizer and no text stack")
+        ),
+        module=family.TransformersModule(),
     )
 )

@@ -25,27 +25,11 @@ from typing import Any
 
 import torch
 
-from terrain.anatomy.base import (
-    Anatomy,
-    Dimensions,
-    TensorRole,
-    TensorSource,
-    classify,
-    rule,
-    unclaimed,
-)
+from terrain import family
+from terrain.anatomy import Anatomy, Dimensions, TensorRole, TensorSource, classify, rule, unclaimed
 from terrain.anatomy.config_fields import optional_int, require_int
 from terrain.anatomy.shapes import check_layer_count, check_shapes, split_equal
 from terrain.families.decoder import DECODER_TEXT, allowed, lin, one_stack, token_embeddings
-from terrain.family import (
-    Absent,
-    Family,
-    Norms,
-    StackCount,
-    TransformersModule,
-    per_type,
-    register,
-)
 from terrain.reference import ops
 from terrain.reference.family import (
     Block,
@@ -190,21 +174,21 @@ def census(config: Mapping[str, Any], architecture: str) -> dict[str, int]:
     return {"embedding": 2, "norm": 2 * L + 1, "linear": 4 * L + head, "activation": L}
 
 
-FAMILY = register(
-    Family(
+FAMILY = family.register(
+    family.Family(
         name="gpt2",
         model_types=MODEL_TYPES,
         anatomy=build,
-        norms=Norms(
+        norms=family.Norms(
             "pre-LN LayerNorm (gain and bias): ln_1 before attention, ln_2 before the MLP, "
             "ln_f last"
         ),
-        heads=Absent("one decoder stack: the anatomy's dimensions give its heads"),
-        stack_counts=per_type(MODEL_TYPES, {_STACK: StackCount(None, "n_layer")}),
+        heads=family.Absent("one decoder stack: the anatomy's dimensions give its heads"),
+        stack_counts=family.per_type(MODEL_TYPES, {_STACK: family.StackCount(None, "n_layer")}),
         symmetry=describe,
         reference=FamilyReference(one_stack, block, token_embeddings),
-        census=per_type(MODEL_TYPES, census),
-        text=per_type(MODEL_TYPES, DECODER_TEXT),
-        module=TransformersModule(),
+        census=family.per_type(MODEL_TYPES, census),
+        text=family.per_type(MODEL_TYPES, DECODER_TEXT),
+        module=family.TransformersModule(),
     )
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from terrain.anatomy.base import Anatomy, TensorSource
+from terrain.anatomy import Anatomy, TensorSource
 from terrain.families.decoder import (
     ATTENTION_AND_MLP,
     COMMON_RULES,

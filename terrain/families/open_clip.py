@@ -35,7 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from terrain.anatomy.base import (
+from terrain import family
+from terrain.anatomy import (
     Anatomy,
     Dimensions,
     Rule,
@@ -47,7 +48,6 @@ from terrain.anatomy.base import (
 )
 from terrain.anatomy.config_fields import image_grid, optional_int, require_int, sub_config
 from terrain.anatomy.shapes import ShapeKey, check_layer_count, check_shapes, split_equal
-from terrain.family import Absent, Family, HeadCount, NamedLayout, Norms, per_type, register
 
 MODEL_TYPE = "open_clip"
 WEIGHTS_FILE = "open_clip_model.safetensors"
@@ -303,7 +303,7 @@ def write_random_init(config: Mapping[str, Any], seed: int, out: Path, label: st
 # ---------------------------------------------------------------------------------------
 
 
-def tower_heads(config: Mapping[str, Any], stack: str) -> HeadCount | None:
+def tower_heads(config: Mapping[str, Any], stack: str) -> family.HeadCount | None:
     """Heads of a tower from its `{stack}_cfg`, with open_clip's defaults (as `_Tower`)."""
     oc = config.get(f"{stack}_cfg")
     if isinstance(oc, Mapping) and isinstance(oc.get("width"), int):
@@ -318,23 +318,25 @@ def tower_heads(config: Mapping[str, Any], stack: str) -> HeadCount | None:
 
 NO_MODULE = "open_clip has no transformers module: it is read by tensor names"
 _TYPES = (MODEL_TYPE,)
-FAMILY = register(
-    Family(
+FAMILY = family.register(
+    family.Family(
         name="open_clip",
         model_types=_TYPES,
         anatomy=build,
-        norms=Norms(
+        norms=family.Norms(
             "pre-LN LayerNorm (gain and bias): ln_1 before attention, ln_2 before the MLP, "
             "each branch scaled per channel (ls_1/ls_2) when the config sets ls_init_value; "
             "vision: ln_pre on the embeddings, ln_post last; text: ln_final"
         ),
         heads=tower_heads,
-        stack_counts=per_type(_TYPES, Absent(NO_MODULE + "; no module to cut into windows")),
-        symmetry=Absent(NO_MODULE + "; symmetries are measured on a module's output"),
-        reference=Absent(NO_MODULE + "; there is no library block to compare with"),
-        census=per_type(_TYPES, Absent(NO_MODULE + "; there is no forward to count")),
-        text=per_type(_TYPES, Absent(NO_MODULE + "; no module to encode text with")),
-        module=NamedLayout(
+        stack_counts=family.per_type(
+            _TYPES, family.Absent(NO_MODULE + "; no module to cut into windows")
+        ),
+        symmetry=family.Absent(NO_MODULE + "; symmetries are measured on a module's output"),
+        reference=family.Absent(NO_MODULE + "; there is no library block to compare with"),
+        census=family.per_type(_TYPES, family.Absent(NO_MODULE + "; there is no forward to count")),
+        text=family.per_type(_TYPES, family.Absent(NO_MODULE + "; no module to encode text with")),
+        module=family.NamedLayout(
             NO_MODULE,
             module=lambda config, name: OpenClipLayout(config, name=name),
             write_random_init=write_random_init,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from terrain.anatomy.base import Anatomy, TensorSource
+from terrain.anatomy import Anatomy, TensorSource
 from terrain.anatomy.config_fields import optional_int, require_int
 from terrain.families.decoder import (
     ATTENTION_AND_MLP,

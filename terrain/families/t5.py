@@ -38,28 +38,18 @@ from typing import Any
 
 import torch
 
-from terrain.anatomy.base import Anatomy, Dimensions, Rule, TensorSource, classify, rule
+from terrain import family
+from terrain.anatomy import Anatomy, Dimensions, Rule, TensorSource, classify, rule
 from terrain.anatomy.config_fields import require_int
 from terrain.anatomy.shapes import check_layer_count, check_shape
-from terrain.family import (
-    Absent,
-    Family,
-    Norms,
-    StackCount,
-    TextConvention,
-    TransformersModule,
-    per_type,
-    register,
-)
 from terrain.reference import ops
 from terrain.reference.family import Block, Context, FamilyReference, find, read
 from terrain.symmetry.catalogue import (
     attention_layout,
     layer_indices,
+    mlp_layout,
     one,
-    optional_projection,
     output_head,
-    projection,
 )
 from terrain.symmetry.layout import (
     Architecture,
@@ -210,16 +200,9 @@ def describe(anatomy: Anatomy, config: Mapping[str, Any], weights: Weights) -> A
                 norms.append(NormSite(_gain(anatomy, stack, "norm_cross", i), (cross.q,)))
                 cross_readers += [cross.k, cross.v]
                 writers.append(cross.o)
-            block = MlpLayout(
-                f"{stack}.{i}.mlp",
-                up=projection(anatomy, stack, "mlp_up", i),
-                down=projection(anatomy, stack, "mlp_down", i),
-                activation=act,
-                gate=optional_projection(anatomy, stack, "mlp_gate", i),
-            )
+            block = mlp_layout(anatomy, stack, i, act)
             mlp.append(block)
-            readers = (block.up,) if block.gate is None else (block.gate, block.up)
-            norms.append(NormSite(_gain(anatomy, stack, "norm_mlp", i), readers))
+            norms.append(NormSite(_gain(anatomy, stack, "norm_mlp", i), block.readers))
             writers.append(block.down)
 
     head = output_head(anatomy, weights)
@@ -350,21 +333,23 @@ def census(config: Mapping[str, Any], architecture: str) -> dict[str, int]:
     return {"embedding": embed, "norm": norm, "linear": linear + head, "activation": act}
 
 
-FAMILY = register(
-    Family(
+FAMILY = family.register(
+    family.Family(
         name="t5",
         model_types=MODEL_TYPES,
         anatomy=build,
-        norms=Norms(
+        norms=family.Norms(
             "pre-norm RMS (T5LayerNorm: gain only, no mean, no bias) before each sublayer "
             "(norm_attn, the decoder's norm_cross, norm_mlp), and a final norm per stack"
         ),
-        heads=Absent("every stack has the config's heads: the anatomy's dimensions give them"),
-        stack_counts=per_type(
+        heads=family.Absent(
+            "every stack has the config's heads: the anatomy's dimensions give them"
+        ),
+        stack_counts=family.per_type(
             MODEL_TYPES,
             {
-                "encoder": StackCount(None, "num_layers"),
-                "decoder": StackCount(None, "num_decoder_layers"),
+                "encoder": family.StackCount(None, "num_layers"),
+                "decoder": family.StackCount(None, "num_decoder_layers"),
             },
         ),
         symmetry=describe,
@@ -372,17 +357,17 @@ FAMILY = register(
         census={
             "t5": census,
             "mt5": census,
-            "umt5": Absent(
+            "umt5": family.Absent(
                 "not written: UMT5 computes a relative position bias in every block (T5 in "
                 "block 0 only), and no shipped config checks a prediction of it"
             ),
         },
-        text=per_type(
+        text=family.per_type(
             MODEL_TYPES,
-            TextConvention(
+            family.TextConvention(
                 "the encoder (get_encoder()), as the research read T5", prompt="summarize: {}"
             ),
         ),
-        module=TransformersModule(),
+        module=family.TransformersModule(),
     )
 )

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from terrain.anatomy.base import Anatomy
+from terrain.anatomy import Anatomy
 from terrain.family import HeadCount
 from terrain.reference import ops
 from terrain.reference.family import Context, maybe, read

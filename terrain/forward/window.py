@@ -21,18 +21,16 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from filelock import FileLock
 from safetensors.torch import save_file
 
 from terrain.anatomy import Anatomy, TensorRole, build_anatomy
+from terrain.atomic import build_folder
 from terrain.checkpoint import Checkpoint
 from terrain.errors import TerrainError
 from terrain.family import StackCount, family_of_type, require
@@ -217,24 +215,17 @@ def write_window(
     fingerprint: str,
 ) -> Path:
     """The window's checkpoint folder under `folder` (built once, atomically)."""
-    target = folder / f"{fingerprint[:16]}-{plan.key()}"
-    if (target / "config.json").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if (target / "config.json").is_file():
-            return target
-        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-        try:
-            save_file(window_tensors(anatomy, plan), str(tmp / "model.safetensors"))
-            text = json.dumps(window_config(config, plan), indent=1)
-            (tmp / "config.json").write_text(text, encoding="utf-8")
-            if target.exists():
-                shutil.rmtree(target)
-            tmp.rename(target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+
+    def build(tmp: Path) -> None:
+        save_file(window_tensors(anatomy, plan), str(tmp / "model.safetensors"))
+        text = json.dumps(window_config(config, plan), indent=1)
+        (tmp / "config.json").write_text(text, encoding="utf-8")
+
+    return build_folder(
+        folder / f"{fingerprint[:16]}-{plan.key()}",
+        lambda target: (target / "config.json").is_file(),
+        build,
+    )
 
 
 @dataclass

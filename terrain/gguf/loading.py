@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 
-from terrain.checkpoint import non_finite_count
 from terrain.errors import CheckpointError
 from terrain.gguf.checkpoint import GGUFCheckpoint
 from terrain.gguf.reader import one_line
+from terrain.modules import finite_module
 
 # What transformers raises for a file it cannot turn into a tokenizer or module.
 _LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, ImportError)
@@ -65,11 +65,4 @@ def build_gguf_module(
             f"model {checkpoint.name!r}: transformers cannot build the module from "
             f"{str(checkpoint.file)!r}: {one_line(e)}"
         ) from None
-    for pname, param in module.named_parameters():
-        bad = non_finite_count(param.detach())
-        if bad:
-            raise CheckpointError(
-                f"model {checkpoint.name!r}: module parameter {pname!r} has {bad} of "
-                f"{param.numel()} values that are NaN or Inf"
-            )
-    return module.to(device).eval()
+    return finite_module(module, checkpoint.name, device)

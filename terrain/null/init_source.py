@@ -28,11 +28,8 @@ from typing import Any
 
 import torch
 
-from terrain.architecture import model_class
+from terrain.architecture import PROVENANCE_KEYS, meta_model
 from terrain.errors import SourceError
-
-# Config keys that say where a checkpoint came from, not what it computes.
-PROVENANCE_KEYS = ("_name_or_path", "transformers_version", "torch_dtype", "dtype", "_commit_hash")
 
 
 def config_key(config: Mapping[str, Any]) -> str:
@@ -50,20 +47,10 @@ def derived_seed(*parts: object) -> int:
 
 def build_meta_model(config: Mapping[str, Any], label: str) -> Any:
     """The transformers model of `config` on the meta device (shapes, no storage)."""
-    import transformers
-
-    clean = {k: v for k, v in config.items() if k not in PROVENANCE_KEYS}
-    model_type = clean.pop("model_type", None)
+    model_type = config.get("model_type")
     if not isinstance(model_type, str):
         raise SourceError(f"{label}: config has no 'model_type'")
-    try:
-        hf_config = transformers.AutoConfig.for_model(model_type, **clean)
-    except (ValueError, KeyError, TypeError) as e:
-        raise SourceError(f"{label}: transformers cannot build the config: {e}") from None
-    cls = model_class(f"{label}: config", clean)
-    build: Any = cls if cls is not None else transformers.AutoModel.from_config
-    with torch.device("meta"):
-        return build(hf_config)
+    return meta_model(config, model_type, label, SourceError)[0]
 
 
 def saved_to_module_names(model: Any) -> dict[str, str]:

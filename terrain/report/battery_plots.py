@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from terrain.report.plots import _figure, _png
+from terrain.report.plots import _figure, _layer_heatmaps, _png
 
 MODEL = "model"
 NULL = "null (random init)"
@@ -87,22 +87,9 @@ def position_bias_heatmaps(
 
 def cosine_matrices(matrices: Mapping[str, NDArray[np.float64]], title: str) -> str:
     """Layer × layer cosine heatmaps on one sequential scale from the smallest value to 1."""
-    n = len(matrices)
-    cols = min(4, n)
-    rows = (n + cols - 1) // cols
-    fig = _figure(3.0 * cols, 2.8 * rows + 0.4)
     low = min((float(np.min(m)) for m in matrices.values()), default=0.0)
     low = min(low, 0.999)
-    for i, (label, m) in enumerate(matrices.items()):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        im = ax.imshow(m, cmap="viridis", vmin=low, vmax=1.0)
-        ax.set_title(label, fontsize=8)
-        ax.set_xlabel("layer", fontsize=7)
-        ax.set_ylabel("layer", fontsize=7)
-        ax.tick_params(labelsize=6)
-        fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.suptitle(title, fontsize=9)
-    return _png(fig)
+    return _layer_heatmaps(matrices, title, "viridis", low, 1.0)
 
 
 def ratio_histogram(

@@ -57,18 +57,17 @@ def volume_histogram(
     return _png(fig)
 
 
-def layer_matrices(matrices: Mapping[str, NDArray[np.float64]], title: str) -> str:
-    """Layer x layer cosine heatmaps, one panel per (stack, role), on a shared symmetric scale."""
-    n = len(matrices)
+def _layer_heatmaps(
+    panels: Mapping[str, NDArray[np.float64]], title: str, cmap: str, vmin: float, vmax: float
+) -> str:
+    """Layer x layer heatmaps, one panel per label (four to a row), on one colour scale."""
+    n = len(panels)
     cols = min(4, n)
     rows = (n + cols - 1) // cols
     fig = _figure(3.0 * cols, 2.8 * rows + 0.4)
-    limit = max((float(np.max(np.abs(m - np.eye(len(m))))) for m in matrices.values()), default=1.0)
-    limit = max(limit, 1e-3)
-    for i, (label, m) in enumerate(matrices.items()):
+    for i, (label, m) in enumerate(panels.items()):
         ax = fig.add_subplot(rows, cols, i + 1)
-        shown = m - np.eye(len(m)) * np.diag(m)  # blank the diagonal (always 1)
-        im = ax.imshow(shown, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax)
         ax.set_title(label, fontsize=8)
         ax.set_xlabel("layer", fontsize=7)
         ax.set_ylabel("layer", fontsize=7)
@@ -76,6 +75,15 @@ def layer_matrices(matrices: Mapping[str, NDArray[np.float64]], title: str) -> s
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(title, fontsize=9)
     return _png(fig)
+
+
+def layer_matrices(matrices: Mapping[str, NDArray[np.float64]], title: str) -> str:
+    """Layer x layer cosine heatmaps, one panel per (stack, role), on a shared symmetric scale."""
+    limit = max((float(np.max(np.abs(m - np.eye(len(m))))) for m in matrices.values()), default=1.0)
+    limit = max(limit, 1e-3)
+    # The diagonal (always 1) blanked.
+    shown = {label: m - np.eye(len(m)) * np.diag(m) for label, m in matrices.items()}
+    return _layer_heatmaps(shown, title, "RdBu_r", -limit, limit)
 
 
 def threshold_bars(

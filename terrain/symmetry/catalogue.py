@@ -139,6 +139,17 @@ def attention_layout(
     )
 
 
+def mlp_layout(anatomy: Anatomy, stack: str, i: int, activation: str) -> MlpLayout:
+    """The MLP of layer i from roles mlp_up, mlp_down and, when stored, mlp_gate."""
+    return MlpLayout(
+        f"{stack}.{i}.mlp",
+        up=projection(anatomy, stack, "mlp_up", i),
+        down=projection(anatomy, stack, "mlp_down", i),
+        activation=activation,
+        gate=optional_projection(anatomy, stack, "mlp_gate", i),
+    )
+
+
 def standard_layers(
     anatomy: Anatomy,
     stacks: Sequence[str],
@@ -168,15 +179,7 @@ def standard_layers(
                 )
             )
         for i in layer_indices(anatomy, stack, "mlp_down"):
-            mlp.append(
-                MlpLayout(
-                    f"{stack}.{i}.mlp",
-                    up=projection(anatomy, stack, "mlp_up", i),
-                    down=projection(anatomy, stack, "mlp_down", i),
-                    activation=activation,
-                    gate=optional_projection(anatomy, stack, "mlp_gate", i),
-                )
-            )
+            mlp.append(mlp_layout(anatomy, stack, i, activation))
     return attention, mlp
 
 

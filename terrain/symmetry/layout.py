@@ -66,6 +66,11 @@ class MlpLayout:
     activation: str  # config name: "relu", "gelu", "gelu_new", "silu", "quick_gelu", ...
     gate: Projection | None = None
 
+    @property
+    def readers(self) -> tuple[Projection, ...]:
+        """The maps reading the MLP's input: the gate (when there is one) and up."""
+        return (self.up,) if self.gate is None else (self.gate, self.up)
+
 
 @dataclass(frozen=True)
 class NormSite:

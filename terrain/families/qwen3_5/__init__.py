@@ -12,21 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from terrain import family
 from terrain.families.decoder import token_embeddings
 from terrain.families.qwen3_5.anatomy import GAIN_OFFSET, OFFSET_ROLES, build
 from terrain.families.qwen3_5.reference import block
 from terrain.families.qwen3_5.symmetry import S, describe
 from terrain.families.vit import section_heads
-from terrain.family import (
-    Absent,
-    Family,
-    Norms,
-    StackCount,
-    TextConvention,
-    TransformersModule,
-    per_type,
-    register,
-)
 from terrain.reference.family import FamilyReference
 from terrain.tracing import config_int, head_calls
 
@@ -65,12 +56,12 @@ def census(config: Mapping[str, Any], architecture: str) -> dict[str, int]:
     }
 
 
-FAMILY = register(
-    Family(
+FAMILY = family.register(
+    family.Family(
         name="qwen3_5",
         model_types=MODEL_TYPES,
         anatomy=build,
-        norms=Norms(
+        norms=family.Norms(
             "pre-norm RMS (Qwen3_5RMSNorm, x̂·(1 + w): gains stored as offsets from 1) "
             "before every mixer (input_layernorm) and MLP (post_attention_layernorm), on "
             "q and k per head (q_norm, k_norm), and the final norm; the linear-attention "
@@ -81,20 +72,22 @@ FAMILY = register(
         heads=section_heads,
         stack_counts={
             "qwen3_5": {
-                "decoder": StackCount("text_config", "num_hidden_layers"),
-                "vision": StackCount("vision_config", "depth"),
+                "decoder": family.StackCount("text_config", "num_hidden_layers"),
+                "vision": family.StackCount("vision_config", "depth"),
             },
-            "qwen3_5_text": Absent(
+            "qwen3_5_text": family.Absent(
                 "not written: text-only checkpoints (Qwen3_5ForCausalLM) are not cut into windows"
             ),
         },
         symmetry=describe,
         reference=FamilyReference(lambda anatomy: [S], block, token_embeddings, locator="mlp_down"),
-        census=per_type(MODEL_TYPES, census),
-        text=per_type(
+        census=family.per_type(MODEL_TYPES, census),
+        text=family.per_type(
             MODEL_TYPES,
-            TextConvention("the module itself, on text-only inputs (the vision tower is idle)"),
+            family.TextConvention(
+                "the module itself, on text-only inputs (the vision tower is idle)"
+            ),
         ),
-        module=TransformersModule(),
+        module=family.TransformersModule(),
     )
 )

@@ -30,15 +30,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from terrain.anatomy.base import (
-    Anatomy,
-    Dimensions,
-    TensorRole,
-    TensorSource,
-    classify,
-    rule,
-    unclaimed,
-)
+from terrain.anatomy import Anatomy, Dimensions, TensorRole, TensorSource, classify, rule, unclaimed
 from terrain.anatomy.config_fields import optional_int, require_int, sub_config
 from terrain.anatomy.shapes import (
     ShapeKey,
@@ -46,6 +38,7 @@ from terrain.anatomy.shapes import (
     check_layer_set,
     check_shapes,
     layer_types_from_config,
+    mlp_and_norm_shapes,
     split_equal,
     split_rows,
 )
@@ -225,12 +218,7 @@ def build(source: TensorSource, config: Mapping[str, Any]) -> Anatomy:
         "linear_a_log": (n_v,),
         "linear_norm": (d_v,),
         "linear_o": (d, value_dim),
-        "mlp_gate": (d_ff, d),
-        "mlp_up": (d_ff, d),
-        "mlp_down": (d, d_ff),
-        "norm_attn": (d,),
-        "norm_mlp": (d,),
-        "norm_final": (d,),
+        **mlp_and_norm_shapes(d, d_ff),
         "embed_tokens": (vocab, d),
         "lm_head": (vocab, d),
     }

@@ -33,8 +33,8 @@ from terrain.symmetry.attention import QK
 from terrain.symmetry.catalogue import (
     attention_layout,
     layer_indices,
+    mlp_layout,
     one,
-    optional_projection,
     output_head,
     projection,
     tensor_of,
@@ -113,16 +113,9 @@ def describe(anatomy: Anatomy, config: Mapping[str, Any], weights: Weights) -> A
             )
             writers.append(projection(anatomy, S, "linear_o", i))
         norms.append(NormSite(tensor_of(anatomy, S, "norm_attn", i), readers, GAIN_OFFSET))
-        block = MlpLayout(
-            f"{S}.{i}.mlp",
-            up=projection(anatomy, S, "mlp_up", i),
-            down=projection(anatomy, S, "mlp_down", i),
-            activation=act,
-            gate=optional_projection(anatomy, S, "mlp_gate", i),
-        )
+        block = mlp_layout(anatomy, S, i, act)
         mlp.append(block)
-        mlp_readers = (block.up,) if block.gate is None else (block.gate, block.up)
-        norms.append(NormSite(tensor_of(anatomy, S, "norm_mlp", i), mlp_readers, GAIN_OFFSET))
+        norms.append(NormSite(tensor_of(anatomy, S, "norm_mlp", i), block.readers, GAIN_OFFSET))
         writers.append(block.down)
     head = output_head(anatomy, weights)
     not_applicable: dict[str, str] = {}

@@ -52,12 +52,14 @@ from numpy.typing import NDArray
 from scipy import integrate
 
 from terrain.measures.esd.common import (
-    OK,
     Eigenvalues,
+    PerRow,
     eigenvalue_rows,
     json_float,
     matrix_dims,
+    one_spectrum,
     row_problem,
+    statuses,
 )
 
 # Quantiles of the Tracy–Widom law TW₁ (β = 1), from F₁(s) = exp(−½∫ₛ^∞ q)·F₂(s)^½ with
@@ -149,7 +151,7 @@ class MPBulk:
 
 
 @dataclass(frozen=True)
-class MPBulkRows:
+class MPBulkRows(PerRow[MPBulk]):
     """MP bulks of L matrices of one shape, one entry per row."""
 
     n: int
@@ -165,9 +167,6 @@ class MPBulkRows:
     n_spikes: NDArray[np.int64]
     spike_mass_share: NDArray[np.float64]
     status: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return len(self.status)
 
     def row(self, i: int) -> MPBulk:
         return MPBulk(
@@ -186,9 +185,6 @@ class MPBulkRows:
             spike_mass_share=float(self.spike_mass_share[i]),
             status=self.status[i],
         )
-
-    def as_dict(self) -> dict[str, list[dict[str, float | int | str | None]]]:
-        return {"rows": [self.row(i).as_dict() for i in range(len(self))]}
 
 
 def mp_bulk_rows(
@@ -236,7 +232,7 @@ def mp_bulk_rows(
         edge_ratio=top / (variance * edge_hi),
         n_spikes=np.where(bad, 0, spikes.sum(axis=1)).astype(np.int64),
         spike_mass_share=np.where(bad, np.nan, (lam * spikes).sum(axis=1) / total),
-        status=tuple(OK if p is None else p for p in problems),
+        status=statuses(problems),
     )
 
 
@@ -244,7 +240,5 @@ def mp_bulk(
     eigenvalues: Eigenvalues, shape: Sequence[int], *, tw_scales: float = DEFAULT_TW_SCALES
 ) -> MPBulk:
     """MP bulk, edge and spikes of one matrix of `shape` from its M eigenvalues λ = σ²."""
-    lam, _ = eigenvalue_rows(eigenvalues)
-    if lam.shape[0] != 1:
-        raise ValueError(f"one spectrum expected, got {lam.shape[0]} rows")
+    lam = one_spectrum(eigenvalues)
     return mp_bulk_rows(lam, shape, tw_scales=tw_scales).row(0)

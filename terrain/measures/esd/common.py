@@ -1,9 +1,11 @@
-"""Input handling shared by the ESD measures: eigenvalue rows, matrix shapes, JSON values."""
+"""Input handling shared by the ESD measures: eigenvalue rows, matrix shapes, JSON values,
+and what their per-row results have in common."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -13,6 +15,29 @@ from numpy.typing import NDArray
 OK = "ok"  # the status of a measure that could be computed
 
 Eigenvalues = npt.ArrayLike | torch.Tensor
+
+
+class _OneMatrix(Protocol):
+    def as_dict(self) -> dict[str, float | int | str | None]: ...
+
+
+Row = TypeVar("Row", bound=_OneMatrix, covariant=True)
+
+
+class PerRow(Generic[Row]):
+    """A measure of L matrices, one entry per row: each row's status, `row(i)` the measure
+    of matrix i, and `as_dict()` with every row's."""
+
+    status: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.status)
+
+    def row(self, i: int) -> Row:
+        raise NotImplementedError
+
+    def as_dict(self) -> dict[str, list[dict[str, float | int | str | None]]]:
+        return {"rows": [self.row(i).as_dict() for i in range(len(self))]}
 
 
 def eigenvalue_rows(eigenvalues: Eigenvalues) -> tuple[NDArray[np.float64], bool]:
@@ -32,6 +57,19 @@ def eigenvalue_rows(eigenvalues: Eigenvalues) -> tuple[NDArray[np.float64], bool
     if array.ndim != 2:
         raise ValueError(f"eigenvalues must be one row or an (L, n) stack, got shape {array.shape}")
     return np.sort(array, axis=1), single
+
+
+def one_spectrum(eigenvalues: Eigenvalues) -> NDArray[np.float64]:
+    """One matrix's eigenvalues as a (1, n) row sorted ascending; more rows raise."""
+    lam, _ = eigenvalue_rows(eigenvalues)
+    if lam.shape[0] != 1:
+        raise ValueError(f"one spectrum expected, got {lam.shape[0]} rows")
+    return lam
+
+
+def statuses(problems: Sequence[str | None]) -> tuple[str, ...]:
+    """Each row's status: its problem, or OK where it had none."""
+    return tuple(OK if p is None else p for p in problems)
 
 
 def matrix_dims(shape: Sequence[int], n_eigenvalues: int) -> tuple[int, int]:

@@ -42,12 +42,14 @@ from numpy.typing import NDArray
 from scipy import special
 
 from terrain.measures.esd.common import (
-    OK,
     Eigenvalues,
+    PerRow,
     eigenvalue_rows,
     json_float,
     matrix_dims,
+    one_spectrum,
     row_problem,
+    statuses,
 )
 
 _EPS64 = float(np.finfo(np.float64).eps)
@@ -86,7 +88,7 @@ class EsdNorms:
 
 
 @dataclass(frozen=True)
-class EsdNormsRows:
+class EsdNormsRows(PerRow[EsdNorms]):
     """The norm metrics of L matrices of one shape, one entry per row."""
 
     lambda_max: NDArray[np.float64]
@@ -100,9 +102,6 @@ class EsdNormsRows:
     rank_tolerance: NDArray[np.float64]
     spectral_entropy: NDArray[np.float64]
     status: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return len(self.status)
 
     def row(self, i: int) -> EsdNorms:
         return EsdNorms(
@@ -118,9 +117,6 @@ class EsdNormsRows:
             spectral_entropy=float(self.spectral_entropy[i]),
             status=self.status[i],
         )
-
-    def as_dict(self) -> dict[str, list[dict[str, float | int | str | None]]]:
-        return {"rows": [self.row(i).as_dict() for i in range(len(self))]}
 
 
 def esd_norms_rows(
@@ -169,7 +165,7 @@ def esd_norms_rows(
         matrix_rank=np.where(bad, 0, rank),
         rank_tolerance=measured(tolerance),
         spectral_entropy=measured(entropy),
-        status=tuple(OK if p is None else p for p in problems),
+        status=statuses(problems),
     )
 
 
@@ -177,7 +173,5 @@ def esd_norms(
     eigenvalues: Eigenvalues, shape: Sequence[int], alpha: float, *, from_gram: bool = True
 ) -> EsdNorms:
     """Norm metrics of one matrix of `shape` from its M eigenvalues λ = σ²."""
-    lam, _ = eigenvalue_rows(eigenvalues)
-    if lam.shape[0] != 1:
-        raise ValueError(f"one spectrum expected, got {lam.shape[0]} rows")
+    lam = one_spectrum(eigenvalues)
     return esd_norms_rows(lam, shape, alpha, from_gram=from_gram).row(0)

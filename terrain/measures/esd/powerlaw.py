@@ -48,7 +48,15 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from terrain.measures.esd.common import OK, Eigenvalues, eigenvalue_rows, json_float, row_problem
+from terrain.measures.esd.common import (
+    OK,
+    Eigenvalues,
+    PerRow,
+    eigenvalue_rows,
+    json_float,
+    one_spectrum,
+    row_problem,
+)
 
 KSDistance = Literal["weightwatcher", "two_sided"]
 
@@ -88,7 +96,7 @@ class PowerLawFit:
 
 
 @dataclass(frozen=True)
-class PowerLawRows:
+class PowerLawRows(PerRow[PowerLawFit]):
     """Power-law fits of L spectra (one role's layers), one entry per row."""
 
     alpha: NDArray[np.float64]
@@ -98,9 +106,6 @@ class PowerLawRows:
     alpha_se: NDArray[np.float64]
     n_fitted: NDArray[np.int64]
     status: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return len(self.status)
 
     def row(self, i: int) -> PowerLawFit:
         return PowerLawFit(
@@ -112,9 +117,6 @@ class PowerLawRows:
             n_fitted=int(self.n_fitted[i]),
             status=self.status[i],
         )
-
-    def as_dict(self) -> dict[str, list[dict[str, float | int | str | None]]]:
-        return {"rows": [self.row(i).as_dict() for i in range(len(self))]}
 
 
 def _tail_fit(
@@ -230,9 +232,7 @@ def fit_power_law(
     ks: KSDistance = "weightwatcher",
 ) -> PowerLawFit:
     """The power-law fit of one spectrum (one row of `fit_power_law_rows`)."""
-    values, _ = eigenvalue_rows(eigenvalues)
-    if values.shape[0] != 1:
-        raise ValueError(f"one spectrum expected, got {values.shape[0]} rows")
+    values = one_spectrum(eigenvalues)
     rows = fit_power_law_rows(
         values, floor=floor, min_evals=min_evals, min_tail=min_tail, xmin_max=xmin_max, ks=ks
     )

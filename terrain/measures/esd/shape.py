@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from terrain.measures.esd.bulk import DEFAULT_TW_SCALES, MPBulk, MPBulkRows, mp_bulk_rows
-from terrain.measures.esd.common import Eigenvalues, eigenvalue_rows, matrix_dims
+from terrain.measures.esd.common import Eigenvalues, eigenvalue_rows, matrix_dims, one_spectrum
 from terrain.measures.esd.norms import EsdNorms, EsdNormsRows, esd_norms_rows
 from terrain.measures.esd.powerlaw import (
     MIN_TAIL,
@@ -102,9 +102,7 @@ def esd_shape(
     from_gram: bool = True,
 ) -> EsdShape:
     """Every shape measure of one matrix of `shape` from its M eigenvalues λ = σ²."""
-    lam, _ = eigenvalue_rows(eigenvalues)
-    if lam.shape[0] != 1:
-        raise ValueError(f"one spectrum expected, got {lam.shape[0]} rows")
+    lam = one_spectrum(eigenvalues)
     return esd_shape_rows(
         lam,
         shape,
