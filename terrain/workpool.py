@@ -68,6 +68,21 @@ def task_pool(device: str | torch.device, threads: int | None = None) -> Iterato
         torch.set_num_threads(before)
 
 
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """torch, BLAS and OpenMP at one thread meanwhile, for a run of small kernels: at
+    128 × 128 MKL's QR takes 0.85 ms on one thread and 7–11 ms on two (their spin-waits
+    and fork-join cost more than the work), so a symmetry test's hundreds of draws per
+    block cost seconds instead of a fraction of one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class StageClock:
     """Seconds per named stage, summed over every thread that ran it (thread-safe)."""
 

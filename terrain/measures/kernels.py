@@ -36,11 +36,16 @@ def gram(x: torch.Tensor, *, outer: bool = False, dtype: torch.dtype | None = No
 
 
 def blocked_gram(
-    x: torch.Tensor, *, outer: bool = False, block_bytes: int = 64 << 20
+    x: torch.Tensor,
+    *,
+    outer: bool = False,
+    block_bytes: int = 64 << 20,
+    dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
-    """The float64 Gram xᵀx (or x·xᵀ) of a matrix in any float dtype, summed over blocks of
-    its inner axis, each converted to float64 on its own: the float64 copy of a 7B MLP
-    weight (360 MB) is never made, only one block of it (`block_bytes`) at a time.
+    """The Gram xᵀx (or x·xᵀ) in `dtype` (float64 by default, or float32) of a matrix in
+    any float dtype, summed over blocks of its inner axis, each converted on its own: the
+    float64 copy of a 7B MLP weight (360 MB) is never made, only one block of it
+    (`block_bytes`) at a time.
 
     A matrix whose float64 copy fits in one block takes the unblocked route of `gram`,
     so small models get exactly the values a single product gives.
@@ -49,13 +54,14 @@ def blocked_gram(
         raise ValueError(f"a Gram needs a 2-D matrix, got shape {list(x.shape)}")
     inner = x.shape[1] if outer else x.shape[0]
     other = x.shape[0] if outer else x.shape[1]
-    step = max(1, block_bytes // (8 * max(1, other)))
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    step = max(1, block_bytes // (itemsize * max(1, other)))
     if step >= inner:
-        return gram(x, outer=outer, dtype=torch.float64)
-    total = torch.zeros(other, other, dtype=torch.float64, device=x.device)
+        return gram(x, outer=outer, dtype=dtype)
+    total = torch.zeros(other, other, dtype=dtype, device=x.device)
     for start in range(0, inner, step):
         part = x[:, start : start + step] if outer else x[start : start + step]
-        total += gram(part.contiguous(), outer=outer, dtype=torch.float64)
+        total += gram(part.contiguous(), outer=outer, dtype=dtype)
     return total
 
 

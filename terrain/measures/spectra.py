@@ -1,7 +1,9 @@
 """Singular-value spectra of weight matrices, and their Marchenko–Pastur null.
 
 Every statistic comes from the squared singular values σ², computed as the eigenvalues
-of the smaller Gram matrix (WᵀW or WWᵀ, size n = min(out, in)) in float64. The Gram is
+of the smaller Gram matrix (WᵀW or WWᵀ, size n = min(out, in)) in float64 (on the CPU,
+rectangular matrices wider than FLOAT64_EIGEN_MAX_N: float32 with σ_min refined in
+float64, see terrain/measures/wide_spectrum.py). The Gram is
 formed in float64 from float32 weights, so its rounding error is about n·ε₆₄·σ_max²:
 σ_min is resolved down to about 1e-7·σ_max (condition numbers up to about 1e7), better
 than a float32 SVD (error about ε₃₂·σ_max). Eigenvalues below that resolution count as 0.
@@ -37,11 +39,16 @@ from numpy.typing import NDArray
 
 from terrain.measures.esd.shape import EsdShapeRows, esd_shape_rows
 from terrain.measures.kernels import blocked_gram, gram
+from terrain.measures.wide_spectrum import wide_squared_singular_values
 
 # Projection roles initialised i.i.d. in every family here: the Marchenko–Pastur null applies.
 PROJECTION_ROLES = (
     "q", "k", "v", "o", "xq", "xk", "xv", "xo", "mlp_gate", "mlp_up", "mlp_down",
 )  # fmt: skip
+# Wider rectangular matrices (both sides) take the float32 route on the CPU: 7B MLP
+# projections (4096 × 11008) do; every default model, the BERT-large and 0.8B shapes
+# (1024 wide) and all square matrices keep float64.
+FLOAT64_EIGEN_MAX_N = 2048
 ACTIVE_LEVEL = 0.01  # σ > 1% of σ_max counts as active (seed)
 NUCLEAR_SHARE = 0.90  # rank90: share of the nuclear norm
 _EPS64 = float(np.finfo(np.float64).eps)
@@ -64,9 +71,18 @@ def gram_bytes(shape: Sequence[int]) -> int:
 
 def spectrum(w: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
     """σ² of one matrix (descending, float64, 1-D), from its smaller Gram formed block by
-    block on `device`; `w` may be the stored bf16/fp16 tensor itself."""
+    block on `device`; `w` may be the stored bf16/fp16 tensor itself. On the CPU a
+    rectangular matrix wider than FLOAT64_EIGEN_MAX_N on both sides takes
+    terrain.measures.wide_spectrum's route (float32 spectrum, float64 σ_min)."""
     if w.dim() != 2:
         raise ValueError(f"a spectrum needs a 2-D matrix, got shape {list(w.shape)}")
+    rows, cols = w.shape
+    if (
+        min(rows, cols) > FLOAT64_EIGEN_MAX_N
+        and rows != cols
+        and torch.device(device).type == "cpu"
+    ):
+        return wide_squared_singular_values(w)
     gram64 = blocked_gram(w.to(device), outer=w.shape[0] < w.shape[1])
     return squared_singular_values(gram64)
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from terrain.workpool import single_threaded
+
 SPREAD = 2.0
 
 
@@ -22,7 +24,8 @@ def _uniform(n: int, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
 def orthogonal(n: int, gen: torch.Generator, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Haar-random n×n orthogonal matrix (QR of a Gaussian, signs fixed by R's diagonal)."""
     g = torch.randn(n, n, generator=gen, dtype=torch.float64)
-    q, r = torch.linalg.qr(g)
+    with single_threaded():  # a head-sized QR: threads cost more than they give
+        q, r = torch.linalg.qr(g)
     q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)
     out: torch.Tensor = q.to(dtype)
     return out
