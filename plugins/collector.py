@@ -296,6 +296,7 @@ class FindingsCollector:
         for spec in settings(self.config).selected:
             info = dict(self.models.get(spec.name, {"name": spec.name, "source": spec.source}))
             info["loads"] = dict(self.loads.get(spec.name, {}))
+            info["step"] = spec.step  # orders a trajectory (terrain/report/trajectory.py)
             table[spec.name] = info
         return table
 

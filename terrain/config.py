@@ -27,6 +27,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictInt,
     StrictStr,
     ValidationError,
     field_validator,
@@ -76,6 +77,9 @@ class ModelSpec(_Strict):
     trust_remote_code: StrictBool = False
     default: StrictBool = False
     description: StrictStr | None = None
+    # A training step: checkpoints of one architecture in a run are plotted in step order
+    # when every one has a step (terrain/report/trajectory.py). An integer, not a string.
+    step: Annotated[StrictInt, Field(ge=0)] | None = None
     # property -> its validated Expectation (terrain/property.py), checked in parse_models
     expect: Mapping[str, Any] = {}
     # Per-property baseline tolerances; properties not named keep their declared default.

@@ -15,6 +15,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from terrain.atomic import write_text
 from terrain.report.html import chance_text, expected_text, fmt, interval_text, null_text
+from terrain.report.trajectory import Trajectory, trajectories
+from terrain.report.trajectory_plots import TrajectoryPlot, plots
 
 STATUSES = (
     "pass",
@@ -37,6 +39,19 @@ class PropertySection:
     rows: list[dict[str, Any]]
     evidence: list[dict[str, str]]
     gauge: str = ""  # the declaration's gauge label and its note
+
+
+@dataclass(frozen=True)
+class TrajectorySection:
+    trajectory: Trajectory
+    plots: list[TrajectoryPlot]  # one per series
+
+
+def trajectory_sections(
+    models: Mapping[str, Mapping[str, Any]], findings: Sequence[Mapping[str, Any]]
+) -> list[TrajectorySection]:
+    """The run's trajectories (terrain.report.trajectory) with their plots."""
+    return [TrajectorySection(t, plots(t)) for t in trajectories(models, findings)]
 
 
 def gauge_text(prop: str) -> str:
@@ -118,6 +133,7 @@ def render_page(
         statuses=STATUSES,
         tests_page=tests_page,
         fdr=fdr or {},
+        trajectories=trajectory_sections(models, findings),
     )
 
 

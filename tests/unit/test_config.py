@@ -61,6 +61,26 @@ INVALID = [
         id="wrong-dtype",
     ),
     pytest.param(
+        "models:\n  a: {source: x, step: '1000'}\n",
+        "model 'a': field 'step': Input should be a valid integer (got '1000')",
+        id="step-a-string",
+    ),
+    pytest.param(
+        "models:\n  a: {source: x, step: 2.5}\n",
+        "model 'a': field 'step': Input should be a valid integer",
+        id="step-not-whole",
+    ),
+    pytest.param(
+        "models:\n  a: {source: x, step: -1}\n",
+        "model 'a': field 'step': Input should be greater than or equal to 0",
+        id="step-negative",
+    ),
+    pytest.param(
+        "models:\n  a: {source: x, setp: 1}\n",
+        "model 'a': unknown field 'setp' (did you mean 'step'?)",
+        id="step-typo",
+    ),
+    pytest.param(
         "models:\n  a: {source: x, family: bret}\n",
         "model 'a': field 'family': unknown family 'bret' (did you mean 'bert'?)",
         id="unknown-family",
@@ -134,6 +154,14 @@ def test_valid_file_is_frozen_and_defaults_apply(tmp_path: Path) -> None:
     assert spec.expectation("crosslayer_corr") is None  # its default bound applies
     with pytest.raises(Exception, match="frozen"):
         spec.source = "other"  # type: ignore[misc]
+
+
+def test_a_step_is_an_optional_whole_number(tmp_path: Path) -> None:
+    path = tmp_path / "models.yaml"
+    path.write_text("models:\n  a: {source: x, step: 2000}\n  b: {source: y}\n")
+    models = load_models(path).models
+    assert models["a"].step == 2000
+    assert models["b"].step is None
 
 
 def test_shipped_models_file_is_valid() -> None:
