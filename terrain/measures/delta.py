@@ -142,8 +142,8 @@ def pair_delta(
             base_gram += gram(b, outer=outer, dtype=torch.float64)
         del b, d
     norms = PairNorms(math.sqrt(ww), math.sqrt(bb), math.sqrt(dd), wb, int(w.numel()))
-    if delta_gram is None or base_gram is None:
-        return TensorDelta(norms, None)
+    if delta_gram is None or base_gram is None or not math.isfinite(ww + bb):
+        return TensorDelta(norms, None)  # NaN or Inf: no spectrum, the caller names the tensor
     return TensorDelta(norms, delta_spectrum(delta_gram, base_gram))
 
 

@@ -26,7 +26,8 @@ def _of_rank(rows: int, cols: int, singular: list[float], seed: int = 0) -> torc
     r = len(singular)
     u, _ = torch.linalg.qr(torch.randn(rows, r, generator=g, dtype=torch.float64))
     v, _ = torch.linalg.qr(torch.randn(cols, r, generator=g, dtype=torch.float64))
-    return (u * torch.tensor(singular, dtype=torch.float64)) @ v.T
+    product: torch.Tensor = (u * torch.tensor(singular, dtype=torch.float64)) @ v.T
+    return product
 
 
 def _random(rows: int, cols: int, seed: int = 1) -> torch.Tensor:
@@ -128,7 +129,8 @@ def test_blocks_give_the_values_of_one_pass() -> None:
         d = w.double() - base.double()
         assert whole.norms.delta_norm == pytest.approx(float(d.norm()), rel=1e-12)
         assert whole.norms.base_norm == pytest.approx(float(base.double().norm()), rel=1e-12)
-        assert blocked.spectrum is not None and whole.spectrum is not None
+        assert blocked.spectrum is not None
+        assert whole.spectrum is not None
         assert blocked.spectrum.effective_rank == pytest.approx(
             whole.spectrum.effective_rank, rel=1e-9
         )
