@@ -9,6 +9,7 @@ concern's module below; a project that installs terrain needs no conftest.py.
 # listed module at its first import).
 pytest_plugins = [
     "terrain.plugins.options",
+    "terrain.plugins.deltas",
     "terrain.plugins.loading",
     "terrain.plugins.recording",
     "terrain.plugins.parametrize",

@@ -5,7 +5,8 @@ tolerance fails the test with a diff table, and says what changed — the checkp
 fingerprint differs from the recorded one) or the harness (same checkpoint, another value,
 measure version or environment). A baseline records the commit of the tree it was
 recorded from and whether that tree had uncommitted changes. Keys are (model, property),
-never node ids.
+never node ids. Properties declared with `compared_with_baselines=False` (the deltas against
+a base model, whose values belong to the pair) are judged by their bands only.
 """
 
 from __future__ import annotations
@@ -89,7 +90,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         result = yield
     except Failed as e:  # a band failure: the baseline comparison still runs
         failure = e
-    findings = item.stash.get(FINDINGS_KEY, [])
+    # A delta's value belongs to the pair (model, base model): no baseline of the model holds it.
+    findings = [
+        f
+        for f in item.stash.get(FINDINGS_KEY, [])
+        if declarations().get(f.property).compared_with_baselines
+    ]
     config = item.config
     if findings and not config.getoption("no_baselines"):
         model = item.funcargs.get("model")  # type: ignore[attr-defined]

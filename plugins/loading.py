@@ -15,6 +15,7 @@ from terrain.devices import resolve_device
 from terrain.errors import TerrainError
 from terrain.model import LoadedModel, load_model
 
+from .deltas import base_model
 from .options import settings
 
 # model name -> number of loads in this process; shipped to the controller at session end.
@@ -40,6 +41,7 @@ def model(request: pytest.FixtureRequest) -> LoadedModel:
         loaded = load_model(spec, run.context_for(spec), device=device, dtype=run.dtype)
         loaded.budget = run.memory_budget
         loaded.text_budget = run.text_budget
+        loaded.base = base_model(request.config)
         return loaded
     except TerrainError as e:
         problem = str(e)

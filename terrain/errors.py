@@ -21,3 +21,8 @@ class CheckpointError(TerrainError):
 
 class AnatomyError(TerrainError):
     """The family adapter cannot place the checkpoint's tensors."""
+
+
+class DeltaError(TerrainError):
+    """Two checkpoints cannot be compared tensor by tensor (another architecture, nothing
+    in common)."""

@@ -16,6 +16,8 @@ from terrain.battery import DEFAULT_BUDGET, BatteryResult, StreamOptions, run_ba
 from terrain.checkpoint import Checkpoint, check_float
 from terrain.checks.text import TEXT_CPU_PARAMETERS
 from terrain.config import ModelSpec
+from terrain.delta import DeltaResult, run_deltas
+from terrain.errors import DeltaError
 from terrain.forward.runner import ForwardRunner
 from terrain.gguf import GGUFCheckpoint, build_gguf_module, is_gguf, load_gguf_tokenizer
 from terrain.gguf.requantize import Requantizer
@@ -43,6 +45,7 @@ class LoadedModel:
     dtype: str | None = None  # --dtype, else models.yaml `dtype`, else float32
     budget: MemoryBudget = DEFAULT_BUDGET
     text_budget: int = TEXT_CPU_PARAMETERS  # parameters of whole-module text work on a CPU
+    base: LoadedModel | None = None  # --base-model: what the delta properties compare with
     _modules: dict[str, Any] = field(default_factory=dict, repr=False)
     _tokenizer: Any = field(default=None, repr=False)
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -116,6 +119,27 @@ class LoadedModel:
                 )
 
         return self.memo("battery", compute)
+
+    def deltas(self) -> DeltaResult:
+        """Every shared tensor against the base model, computed once per worker (with
+        progress); DeltaError when the two cannot be compared."""
+        base = self.base
+        if base is None:
+            raise DeltaError(f"model {self.name!r} has no base model to compare with")
+
+        def compute() -> DeltaResult:
+            with Tracker(self.name, "deltas", unit="B") as tracker:
+                return run_deltas(
+                    self.anatomy,
+                    base.anatomy,
+                    base_source=base.spec.source,
+                    base_fingerprint=base.checkpoint.fingerprint,
+                    budget=self.budget,
+                    device=self.device,
+                    tracker=tracker,
+                )
+
+        return self.memo(f"deltas against {base.name}", compute)
 
     def forward(self) -> ForwardRunner:
         """The forward cases of this model (whole below the budget, else windows)."""

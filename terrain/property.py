@@ -141,6 +141,9 @@ class Property:
     expect: type[Expectation] = Expectation
     gauge_note: str = ""
     tags: tuple[str, ...] = field(default=())
+    # False where a value belongs to more than the model (a delta against the base model
+    # given on the command line): its band judges it, and no baseline of the model does.
+    compared_with_baselines: bool = True
 
     def expectation(self, raw: Any) -> Expectation:
         """Validate one models-file entry for this property (pydantic errors propagate)."""

@@ -11,12 +11,15 @@ from terrain.errors import ConfigError
 from terrain.suggest import did_you_mean, known
 
 
-def select_models(config: ModelsConfig, requested: Sequence[str]) -> list[ModelSpec]:
+def select_models(
+    config: ModelsConfig, requested: Sequence[str], option: str = "--model"
+) -> list[ModelSpec]:
     """Specs for `--model` values; defaults when none. Unknown names fail with a suggestion.
 
     A value that is not a name but an existing path, or a hub id (`org/name`), runs that
     checkpoint with default expectations. A shell-style pattern (`'*-random'`) selects
-    every entry whose name matches it, in the file's order.
+    every entry whose name matches it, in the file's order. `option`: the command-line
+    option the values come from, as messages name it (`--base-model` resolves alike).
     """
     if not requested:
         chosen = config.defaults()
@@ -28,16 +31,16 @@ def select_models(config: ModelsConfig, requested: Sequence[str]) -> list[ModelS
     out: list[ModelSpec] = []
     for value in dict.fromkeys(requested):  # keep order, drop repeats
         if not value.strip():
-            raise ConfigError("--model: an empty value; give a model name, a folder or a hub id")
+            raise ConfigError(f"{option}: an empty value; give a model name, a folder or a hub id")
         if len(value) > 4096 or "\x00" in value:
-            raise ConfigError(f"--model {value[:60]!r}…: not a model name, folder or hub id")
+            raise ConfigError(f"{option} {value[:60]!r}…: not a model name, folder or hub id")
         if value in config.models:
             out.append(config.models[value])
         elif _is_pattern(value) and not Path(value).expanduser().exists():
             matched = fnmatch.filter(config.models, value)
             if not matched:
                 raise ConfigError(
-                    f"--model {value!r}: no model in {config.path} matches; "
+                    f"{option} {value!r}: no model in {config.path} matches; "
                     f"known models: {known(config.models)}"
                 )
             out.extend(config.models[name] for name in matched)
@@ -45,7 +48,7 @@ def select_models(config: ModelsConfig, requested: Sequence[str]) -> list[ModelS
             out.append(ModelSpec(name=value, source=value))
         else:
             raise ConfigError(
-                f"--model {value!r}: not a model in {config.path}"
+                f"{option} {value!r}: not a model in {config.path}"
                 f"{did_you_mean(value, config.models)}, nor an existing path or hub id; "
                 f"known models: {known(config.models)}"
             )

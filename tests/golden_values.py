@@ -21,6 +21,7 @@ from terrain.config import ModelSpec
 from terrain.model import LoadedModel, load_model
 from terrain.property import NotApplicableError, Property, declarations
 from terrain.sources import SourceContext
+from terrain.synthetic import random_init_replica
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN_FILE = REPO / "tests" / "golden" / "measure_versions.json"
@@ -63,10 +64,25 @@ def sizes() -> Iterator[None]:
 
 def models(cache: Path) -> dict[str, LoadedModel]:
     ctx = SourceContext((REPO / "fixtures" / "configs",), cache)
-    return {
+    out = {
         name: load_model(ModelSpec(name=name, source=source), ctx, device="cpu")
         for name, source in GOLDEN_MODELS
     }
+    out[DELTA_MODEL].base = delta_base(cache)
+    return out
+
+
+# The delta properties need a base model: the first golden model gets another seed of its
+# own config (two unrelated random inits), so that every delta measure has values.
+DELTA_MODEL = GOLDEN_MODELS[0][0]
+
+
+def delta_base(cache: Path) -> LoadedModel:
+    config = json.loads((REPO / "fixtures" / "configs" / f"{DELTA_MODEL}.json").read_text())
+    name = f"{DELTA_MODEL}-seed-1"
+    folder = random_init_replica(config, seed=1, cache_dir=cache, label=name)
+    ctx = SourceContext((REPO / "fixtures" / "configs",), cache)
+    return load_model(ModelSpec(name=name, source=str(folder)), ctx, device="cpu")
 
 
 def evaluate(prop: Property, model: LoadedModel) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from terrain.checks import (  # noqa: F401  (registration side effect)
     census,
     crosslayer,
+    delta,
     embedding,
     esd,
     forward,

@@ -89,11 +89,18 @@ class Theme:
     kind: Kind
     gauge_note: str = ""
     version: int = 1
+    compared_with_baselines: bool = True
 
     def declare(
-        self, name: str, statistic: str, claim: str, evaluate: Evaluate, domain: Domain
+        self,
+        name: str,
+        statistic: str,
+        claim: str,
+        evaluate: Evaluate,
+        domain: Domain,
+        expect: type[Expectation] = Expectation,
     ) -> Property:
-        """Declare one property of the theme."""
+        """Declare one property of the theme (`expect`: its models-file schema)."""
         return declare(
             Property(
                 name=name,
@@ -107,5 +114,7 @@ class Theme:
                 gauge_note=self.gauge_note,
                 kind=self.kind,
                 evaluate=evaluate,
+                expect=expect,
+                compared_with_baselines=self.compared_with_baselines,
             )
         )

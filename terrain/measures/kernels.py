@@ -17,6 +17,8 @@ import torch
 from numpy.typing import NDArray
 
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}  # the dtypes of a Gram
+# Bytes of one block's float64 copy in the blocked products: a 7B MLP weight in 6 blocks.
+BLOCK_BYTES = 64 << 20
 
 
 def gram(x: torch.Tensor, *, outer: bool = False, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -39,7 +41,7 @@ def blocked_gram(
     x: torch.Tensor,
     *,
     outer: bool = False,
-    block_bytes: int = 64 << 20,
+    block_bytes: int = BLOCK_BYTES,
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """The Gram xᵀx (or x·xᵀ) in `dtype` (float64 by default, or float32) of a matrix in
@@ -52,17 +54,31 @@ def blocked_gram(
     """
     if x.dim() != 2:
         raise ValueError(f"a Gram needs a 2-D matrix, got shape {list(x.shape)}")
-    inner = x.shape[1] if outer else x.shape[0]
-    other = x.shape[0] if outer else x.shape[1]
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    step = max(1, block_bytes // (itemsize * max(1, other)))
-    if step >= inner:
+    blocks = inner_blocks((x.shape[0], x.shape[1]), outer=outer, block_bytes=block_bytes)
+    if len(blocks) == 1:
         return gram(x, outer=outer, dtype=dtype)
+    other = x.shape[0] if outer else x.shape[1]
     total = torch.zeros(other, other, dtype=dtype, device=x.device)
-    for start in range(0, inner, step):
-        part = x[:, start : start + step] if outer else x[start : start + step]
-        total += gram(part.contiguous(), outer=outer, dtype=dtype)
+    for block in blocks:
+        total += gram(take_block(x, block, outer=outer), outer=outer, dtype=dtype)
     return total
+
+
+def inner_blocks(
+    shape: tuple[int, int], *, outer: bool, block_bytes: int = BLOCK_BYTES
+) -> list[slice]:
+    """The slices of a matrix's inner axis (its rows for xᵀx, its columns for x·xᵀ) whose
+    float64 copies hold at most `block_bytes` each (one row or column at least): a Gram, or
+    any sum over the entries, adds up block by block over them."""
+    inner = shape[1] if outer else shape[0]
+    other = shape[0] if outer else shape[1]
+    step = max(1, block_bytes // (8 * max(1, other)))
+    return [slice(start, min(inner, start + step)) for start in range(0, max(inner, 1), step)]
+
+
+def take_block(x: torch.Tensor, block: slice, *, outer: bool) -> torch.Tensor:
+    """One block of `inner_blocks`, contiguous (a copy of the block only, in x's dtype)."""
+    return (x[:, block] if outer else x[block]).contiguous()
 
 
 def as_numpy(x: torch.Tensor) -> NDArray[Any]:
@@ -76,6 +92,17 @@ def as_float64(x: torch.Tensor) -> torch.Tensor:
     if x.device.type != "cpu":
         return x.to(torch.float64)
     return torch.from_numpy(as_numpy(x).astype(np.float64, copy=False))
+
+
+def dot64(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Σ x·y over every entry of two tensors of one shape, accumulated in float64."""
+    if x.shape != y.shape:
+        raise ValueError(f"a dot product needs one shape, got {list(x.shape)} and {list(y.shape)}")
+    if x.device.type != "cpu":
+        return float(torch.sum(x.to(torch.float64) * y.to(torch.float64)))
+    a = as_numpy(x).reshape(-1).astype(np.float64, copy=False)
+    b = as_numpy(y).reshape(-1).astype(np.float64, copy=False)
+    return float(np.dot(a, b))
 
 
 def sum64(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:

@@ -147,6 +147,37 @@ def spectra_from_squared(s2: torch.Tensor) -> Spectra:
     )
 
 
+def effective_rank(s2: torch.Tensor) -> NDArray[np.float64]:
+    """Effective rank of each matrix of (L, n) squared singular values (or one row): Roy and
+    Vetterli's (2007) exp(H(p)), H the Shannon entropy (natural log) of the normalised
+    singular values p_k = σ_k / Σσ (not of σ², as some authors use). r equal nonzero σ give
+    exactly r; any spectrum lies between 1 and its rank; a zero matrix has 0 (no direction)."""
+    rows = (s2.unsqueeze(0) if s2.dim() == 1 else s2).to(torch.float64).clamp_min(0.0)
+    sv = rows.sqrt()
+    total = sv.sum(dim=1, keepdim=True)
+    p = sv / torch.where(total > 0, total, 1.0)
+    terms = torch.where(p > 0, p * torch.log(torch.where(p > 0, p, 1.0)), 0.0)
+    erank = torch.exp(-terms.sum(dim=1))
+    return torch.where(total.squeeze(1) > 0, erank, 0.0).cpu().numpy()
+
+
+def marchenko_pastur_effective_rank(rows: int, cols: int) -> float:
+    """The large-size effective rank (`effective_rank`) of an m×n matrix of i.i.d. entries.
+
+    With Σσ = n·E[σ], H = ln(n·E[σ]) − E[σ ln σ]/E[σ], so erank = n·E[σ]·exp(−E[σ ln σ]/E[σ])
+    (scale-free), the expectations over the Marchenko–Pastur law of λ = σ² (θ grid as in
+    `marchenko_pastur`)."""
+    n, m = min(rows, cols), max(rows, cols)
+    lam, dens = _mp_grid(n / m)
+    dens = dens / _cumulative(dens)[-1]
+    sv = np.sqrt(lam)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sv_log_sv = np.where(sv > 0, sv * np.log(np.where(sv > 0, sv, 1.0)), 0.0)
+    mean = float(_cumulative(sv * dens)[-1])
+    mean_log = float(_cumulative(sv_log_sv * dens)[-1])
+    return n * mean * math.exp(-mean_log / mean)
+
+
 def matrix_spectra(tensors: Sequence[torch.Tensor]) -> Spectra:
     """Spectra of same-shape matrices: one batched eigvalsh over their float64 Grams."""
     if not tensors:
@@ -184,6 +215,25 @@ class MarchenkoPastur:
 
 
 _GRID = 20001
+_STEP = math.pi / (_GRID - 1)
+
+
+def _mp_grid(y: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """λ(θ) = 1 + y + 2√y·cos θ on an even grid of θ ∈ [0, π] (descending from the top edge
+    to the bottom one) and the Marchenko–Pastur density in θ there (not normalised)."""
+    theta = np.linspace(0.0, math.pi, _GRID)
+    lam = np.maximum(1.0 + y + 2.0 * math.sqrt(y) * np.cos(theta), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dens = np.where(lam > 0, 2.0 * np.sin(theta) ** 2 / (math.pi * lam), 0.0)
+    if y == 1.0:  # the limit at λ → 0 is finite: (1 − cos θ)/π
+        dens = (1.0 - np.cos(theta)) / math.pi
+    return lam, dens
+
+
+def _cumulative(f: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Trapezoid integral of f over the θ grid, from θ = 0 to each grid point."""
+    mid = 0.5 * (f[1:] + f[:-1]) * _STEP
+    return np.concatenate([[0.0], np.cumsum(mid)])
 
 
 def marchenko_pastur(rows: int, cols: int) -> MarchenkoPastur:
@@ -195,23 +245,11 @@ def marchenko_pastur(rows: int, cols: int) -> MarchenkoPastur:
     """
     n, m = min(rows, cols), max(rows, cols)
     y = n / m
-    theta = np.linspace(0.0, math.pi, _GRID)
-    lam = 1.0 + y + 2.0 * math.sqrt(y) * np.cos(theta)  # descending from b to a
-    lam = np.maximum(lam, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dens = np.where(lam > 0, 2.0 * np.sin(theta) ** 2 / (math.pi * lam), 0.0)
-    if y == 1.0:  # the limit at λ → 0 is finite: (1 − cos θ)/π
-        dens = (1.0 - np.cos(theta)) / math.pi
-    step = theta[1] - theta[0]
-
-    def cumulative(f: NDArray[np.float64]) -> NDArray[np.float64]:
-        mid = 0.5 * (f[1:] + f[:-1]) * step
-        return np.concatenate([[0.0], np.cumsum(mid)])
-
-    mass = cumulative(dens)
+    lam, dens = _mp_grid(y)
+    mass = _cumulative(dens)
     dens = dens / mass[-1]  # normalise away the quadrature error
     mass = mass / mass[-1]
-    root = cumulative(np.sqrt(lam) * dens)  # ∫ √λ from the top edge down
+    root = _cumulative(np.sqrt(lam) * dens)  # ∫ √λ from the top edge down
     mean_root = float(root[-1])
     b = (1.0 + math.sqrt(y)) ** 2
     a = (1.0 - math.sqrt(y)) ** 2

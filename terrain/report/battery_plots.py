@@ -24,8 +24,10 @@ def layer_curves(
     title: str,
     reference: float | None = None,
     reference_label: str = "",
+    dashed: str = NULL,
 ) -> str:
-    """Per-layer values, one line per series: model solid, its null dashed in the same colour."""
+    """Per-layer values, one line per series: model solid, its null (or what `dashed`
+    names) dashed in the same colour."""
     fig = _figure(6.4, 3.4)
     ax = fig.add_subplot(1, 1, 1)
     colors = {label: f"C{i % 10}" for i, label in enumerate(model)}
@@ -37,7 +39,7 @@ def layer_curves(
         ax.axhline(reference, color="black", lw=0.8, ls=":", label=reference_label or None)
     ax.set_xlabel("layer")
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{title}  (dashed: {NULL})", fontsize=9)
+    ax.set_title(f"{title}  (dashed: {dashed})", fontsize=9)
     if model:
         ax.legend(fontsize=6, ncol=max(1, len(model) // 8 + 1))
     return _png(fig)

@@ -8,7 +8,8 @@ change under any symmetry of any family; one declared gauge-dependent must chang
 least one; and each family shows at least one measure of each kind.
 
 Only the values are compared, so each model's null is its own battery here (the nulls do
-not enter a value).
+not enter a value). The delta properties compare each transformed checkpoint with the
+unmoved one as its base model (and the unmoved one with itself).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def changes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Changes]:
                 ctx,
                 device="cpu",
             )
+            base.base = base  # the deltas: the unmoved checkpoint against itself (all 0)
             reference = _values(base)
             found = symmetries(module, base.anatomy, dict(base.checkpoint.config))
             table: dict[str, dict[str, float]] = {p: {} for p in reference}
@@ -92,13 +94,13 @@ def changes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Changes]:
                     folder = root / name / f"{sym_name}-{seed}"
                     if write_transformed(module, sym, seed=seed, out=folder) is not None:
                         continue
-                    moved = _values(
-                        load_model(
-                            ModelSpec(name=f"{name}-{sym_name}-{seed}", source=str(folder)),
-                            ctx,
-                            device="cpu",
-                        )
+                    transformed = load_model(
+                        ModelSpec(name=f"{name}-{sym_name}-{seed}", source=str(folder)),
+                        ctx,
+                        device="cpu",
                     )
+                    transformed.base = base  # what the symmetry moved, against the unmoved
+                    moved = _values(transformed)
                     for prop, value in reference.items():
                         change = _change(value, moved.get(prop, math.nan))
                         table[prop][sym_name] = max(table[prop].get(sym_name, 0.0), change)
