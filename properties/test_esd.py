@@ -17,3 +17,8 @@ def test_power_law_tail_exponent(evaluate: PropertyCheck) -> None:
 def test_spikes_above_the_marchenko_pastur_bulk(evaluate: PropertyCheck) -> None:
     """Eigenvalues above the MP edge + Tracy–Widom margin: none at random init."""
     evaluate("esd_spikes")
+
+
+def test_entry_shuffled_projections_have_no_correlation_traps(evaluate: PropertyCheck) -> None:
+    """λ_max of each seeded entry-shuffled projection against its MP edge: none at random init."""
+    evaluate("esd_correlation_traps")

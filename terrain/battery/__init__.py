@@ -19,6 +19,8 @@ Measured (every value beside its null, in the properties):
 - sparsity of every 2-D weight role at |w| < 1e-4, 1e-3, 1e-2, 1e-1, and the scale-free
   companion (measures/sparsity.py);
 - spectra of every per-layer 2-D weight (measures/spectra.py);
+- correlation traps of every projection: λ_max of a seeded entry-shuffled copy against its
+  Marchenko–Pastur edge (measures/esd/traps.py; matrices wider than 2048 on sampled layers);
 - both QK forms of every attention layer, self and cross (measures/qk.py);
 - dead MLP units (measures/mlp.py);
 - norm gain statistics and γ-directions (measures/norms.py);
@@ -48,6 +50,7 @@ from terrain.battery.stream import (
     StreamOptions,
     needed_roles,
 )
+from terrain.measures.esd.traps import RoleTraps
 from terrain.measures.mlp import dead_neurons
 from terrain.measures.norms import gain_directions
 from terrain.measures.sparsity import merge
@@ -142,6 +145,14 @@ def _merge(stream: Stream, result: BatteryResult) -> None:
         layers = [layer for layer, _ in ordered_spectra]
         result.spectra[f"{stack}.{role}"] = role_spectra(
             stack, role, layers, squared, (int(out_in[0]), int(out_in[1]))
+        )
+    for (stack, role), traps in sorted(stream.traps.items()):
+        ordered_traps = sorted(traps, key=lambda x: x[0])
+        result.traps[f"{stack}.{role}"] = RoleTraps(
+            stack,
+            role,
+            tuple(layer for layer, _ in ordered_traps),
+            tuple(f.result() for _, f in ordered_traps),
         )
     result.qk = sorted((f.result() for f in stream.qk), key=lambda x: (x.stack, x.cross, x.layer))
     for (stack, layer), norms in sorted(stream.norms.items()):

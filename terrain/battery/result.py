@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from terrain.measures.crosslayer import RoleCorrelation
 from terrain.measures.embedding import EmbeddingGeometry
+from terrain.measures.esd.traps import RoleTraps
 from terrain.measures.mlp import MLPLayer
 from terrain.measures.norms import GainDirections, GainStats
 from terrain.measures.position_bias import PositionBiasTable
@@ -41,6 +42,8 @@ class BatteryResult:
     sparsity_counts: dict[str, list[TensorCounts]] = field(default_factory=dict)
     spectra: dict[str, RoleSpectra] = field(default_factory=dict)
     spectra_skipped: dict[str, str] = field(default_factory=dict)  # "stack.role" -> reason
+    traps: dict[str, RoleTraps] = field(default_factory=dict)  # "stack.role"
+    traps_sampled: dict[str, str] = field(default_factory=dict)  # "stack.role" -> which layers
     qk: list[QKLayer] = field(default_factory=list)
     qk_skipped: dict[str, str] = field(default_factory=dict)  # stack -> reason
     mlp: list[MLPLayer] = field(default_factory=list)

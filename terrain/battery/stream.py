@@ -25,12 +25,13 @@ from terrain.battery.heads import QK_PAIRS
 from terrain.battery.reader import Reader
 from terrain.battery.result import BatteryResult, HeadLayout
 from terrain.measures.embedding import EmbeddingGeometry, chunked_embedding_geometry
+from terrain.measures.esd.traps import CorrelationTrap, correlation_trap, trap_seed
 from terrain.measures.mlp import chunked_column_norms, chunked_row_norms
 from terrain.measures.norms import GainStats, gain_stats, is_gain_role
 from terrain.measures.position_bias import DEFAULT_MAX_DISTANCE, position_bias_profiles
 from terrain.measures.qk import QKLayer, qk_layer, qk_working_bytes
 from terrain.measures.sparsity import TensorCounts, count_tensor
-from terrain.measures.spectra import gram_bytes, spectrum
+from terrain.measures.spectra import PROJECTION_ROLES, gram_bytes, spectrum
 from terrain.measures.tying import chunked_digest
 from terrain.progress import Tracker
 from terrain.workpool import BudgetedPool, StageClock
@@ -42,13 +43,19 @@ TABLE_ROLES = ("embed_tokens", "lm_head")
 NOT_MAPS = frozenset({"position_bias"})
 THRESHOLDS = (1e-4, 1e-3, 1e-2, 1e-1)
 Key = tuple[str, str]  # (stack, role)
+# Correlation traps shuffle and Lanczos-solve W itself (about 4 s for a 7B MLP matrix on a
+# core): matrices wider than this on both sides get them on a sample of layers only, the
+# first, middle and last of their stack (TRAP_SAMPLE), stated in the result.
+TRAPS_ALL_LAYERS_MAX_N = 2048
+TRAP_SAMPLE = "the first, middle and last layer of the stack"
 
 
 @dataclass(frozen=True)
 class StreamOptions:
     """What the first pass measures (a null's pass leaves out what its analytic law gives)."""
 
-    spectra_max_n: int | None = None  # spectra only of matrices with min(shape) ≤ this
+    spectra_max_n: int | None = None  # spectra (and traps) only of min(shape) ≤ this
+    traps: bool = True
     embedding: bool = True
     tying: bool = True
     gain_offset: Callable[[str, str], float] = lambda stack, role: 0.0
@@ -93,6 +100,7 @@ class Stream:
         self.shapes = anatomy.source.tensor_shapes()
         self.counts: dict[Key, list[tuple[int, Future[TensorCounts]]]] = defaultdict(list)
         self.spectra: dict[Key, list[tuple[int, Future[torch.Tensor]]]] = defaultdict(list)
+        self.traps: dict[Key, list[tuple[int, Future[CorrelationTrap]]]] = defaultdict(list)
         self.qk: list[Future[QKLayer]] = []
         self.norms: dict[tuple[str, int], dict[str, Future[NDArray[np.float64]]]] = defaultdict(
             dict
@@ -161,6 +169,7 @@ class Stream:
                         ),
                     )
                 )
+                self._maybe_trap(entry, stored, shape, what)
             else:
                 self.result.spectra_skipped[label] = (
                     f"min(shape) {min(shape)} > {limit}: the Marchenko–Pastur law is the null"
@@ -189,6 +198,32 @@ class Stream:
             cost = _embedding_bytes(shape, self.reader.chunk_bytes)
             self.embedding = self.submit("embedding", what, cost, geometry)
         self._maybe_qk(entry, stored)
+
+    def _maybe_trap(
+        self, entry: TensorRole, stored: torch.Tensor, shape: tuple[int, ...], what: str
+    ) -> None:
+        """Submit the correlation-trap test of a projection (wide ones on sampled layers)."""
+        if not self.options.traps or entry.role not in PROJECTION_ROLES or entry.layer is None:
+            return
+        if min(shape) > TRAPS_ALL_LAYERS_MAX_N:
+            last = self.anatomy.dims.layers.get(entry.stack, entry.layer + 1) - 1
+            self.result.traps_sampled[f"{entry.stack}.{entry.role}"] = (
+                f"min(shape) {min(shape)} > {TRAPS_ALL_LAYERS_MAX_N}: {TRAP_SAMPLE}"
+            )
+            if entry.layer not in (0, last // 2, last):
+                return
+        matrix = self.reader.role(entry, stored)
+        # the float32 copy (4 bytes a value), its shuffle (4) and the permutation (int64)
+        cost = 16 * int(shape[0]) * int(shape[1])
+        seed = trap_seed(entry.tensor)
+        self.traps[(entry.stack, entry.role)].append(
+            (
+                entry.layer,
+                self.submit(
+                    "traps", what, cost, lambda m=matrix, s=seed: correlation_trap(m, seed=s)
+                ),
+            )
+        )
 
     def _bias(self, entry: TensorRole) -> Any:
         table = entry.take(self.reader.source.tensor(entry.tensor, torch.float32))

@@ -13,8 +13,14 @@ decomposition):
   variance fitted to the middle of the spectrum. An i.i.d. random-init matrix has none
   but for a small false rate (asserted there, `random_init_spikes`); training puts spikes
   above the bulk.
+- `esd_correlation_traps`: the share of projection matrices whose seeded entry-shuffled
+  copy has λ_max above its Marchenko–Pastur edge v(√N + √M)² (v the entries' variance)
+  plus the Tracy–Widom margin: WeightWatcher's correlation traps, made by the entries'
+  law (a few huge entries, a heavy tail, a non-zero mean), not their arrangement. An
+  i.i.d. random-init matrix has none but for a small false rate (asserted there, the
+  band of `esd_spikes`); the seed of each tensor's shuffle is in the details.
 
-Both are gauge-dependent, as the spectra of single projections are (terrain/checks/spectra).
+All are gauge-dependent, as the spectra of single projections are (terrain/checks/spectra).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from scipy.stats import binom
 
 from terrain.checks import kit
 from terrain.checks.spectra import SPECTRA, projections
-from terrain.measures.esd import EsdShapeRows
+from terrain.measures.esd import OK, EsdShapeRows
 from terrain.measures.spectra import RoleSpectra
 from terrain.report.battery_plots import layer_curves
 
@@ -54,6 +60,13 @@ NO_SAMPLED_NULL = (
     "no sampled null: the nulls of a model this large leave projections wider than their "
     "spectra limit to Marchenko–Pastur, which has no power-law tail to fit and, by the "
     "edge + Tracy–Widom rule, no spikes but for its false rate"
+)
+
+
+NO_SAMPLED_TRAPS = (
+    "no sampled null: the nulls of a model this large leave projections wider than their "
+    "spectra limit to Marchenko–Pastur, by which a shuffled i.i.d. matrix has no trap but "
+    "for the Tracy–Widom false rate"
 )
 
 
@@ -153,6 +166,37 @@ def spikes(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation
     return kit.Evaluation(finding)
 
 
+def _trap_share(result: kit.BatteryResult) -> float | None:
+    traps = [t for r in result.traps.values() for t in r.traps if t.status == OK]
+    return float(np.mean([t.is_trap for t in traps])) if traps else None
+
+
+def correlation_traps(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
+    battery = model.battery()
+    share = _trap_share(battery)
+    if share is None:
+        raise kit.NotApplicableError(f"model {model.name!r} has no projection to shuffle")
+    roles = list(battery.traps.values())
+    n = sum(t.status == OK for r in roles for t in r.traps)
+    finding = kit.Finding(
+        model=model.name,
+        property="esd_correlation_traps",
+        statistic="share of projections whose entry-shuffled copy rises above the MP edge + TW",
+        value=share,
+        expected=kit.band(expect, random_init_spikes(n) if model.random_init else None),
+        null=(null := kit.null_of(model, _trap_share)),
+        n=n,
+        random_init=model.random_init,
+        details={
+            "roles": {r.label: r.as_dict() for r in roles},
+            "sampled": dict(battery.traps_sampled),
+            **({"null_note": NO_SAMPLED_TRAPS} if null is None else {}),
+        },
+        tracked={f"{r.label} traps": float(r.count()) for r in roles},
+    )
+    return kit.Evaluation(finding)
+
+
 def _bulk_dict(esd: EsdShapeRows) -> dict[str, list[float | int]]:
     b = esd.bulk
     return {
@@ -183,5 +227,13 @@ ESD.declare(
     "spikes above the Marchenko–Pastur bulk: none at random init (asserted there), the "
     "trained structure elsewhere",
     spikes,
+    kit.FRACTION,
+)
+ESD.declare(
+    "esd_correlation_traps",
+    "share of projections whose entry-shuffled copy has λ_max above the MP edge + TW",
+    "correlation traps (WeightWatcher's randomised ESD): none at random init (asserted "
+    "there), made by the entries' law elsewhere; each shuffle seeded from the tensor's name",
+    correlation_traps,
     kit.FRACTION,
 )

@@ -30,6 +30,7 @@ import torch
 
 from terrain.architecture import PROVENANCE_KEYS, meta_model
 from terrain.errors import SourceError
+from terrain.seeds import derived_seed
 
 
 def config_key(config: Mapping[str, Any]) -> str:
@@ -37,12 +38,6 @@ def config_key(config: Mapping[str, Any]) -> str:
     canonical = {k: v for k, v in config.items() if k not in PROVENANCE_KEYS}
     payload = json.dumps(canonical, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def derived_seed(*parts: object) -> int:
-    """A 63-bit seed from any parts (stable across runs and platforms)."""
-    text = "\x1f".join(str(p) for p in parts)
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
 
 def build_meta_model(config: Mapping[str, Any], label: str) -> Any:

@@ -32,8 +32,9 @@ from terrain.architecture import model_class
 from terrain.battery import BatteryResult, StreamOptions, run_battery
 from terrain.errors import SourceError
 from terrain.family import named_layout
-from terrain.null.init_source import InitSource, build_meta_model, config_key, derived_seed
+from terrain.null.init_source import InitSource, build_meta_model, config_key
 from terrain.null.truncate import truncated_config
+from terrain.seeds import derived_seed
 from terrain.workpool import MemoryBudget
 
 T = TypeVar("T")

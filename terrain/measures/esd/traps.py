@@ -38,6 +38,7 @@ from scipy.sparse import linalg as sparse_linalg
 
 from terrain.measures.esd.bulk import DEFAULT_TW_SCALES, mp_edges, tracy_widom_scale
 from terrain.measures.esd.common import OK, json_float
+from terrain.seeds import derived_seed
 
 Matrix = npt.ArrayLike | torch.Tensor
 Floats = NDArray[np.floating[Any]]  # float32 or float64
@@ -184,3 +185,32 @@ def correlation_trap(
         entry_variance=var,
         status=OK if problem is None else problem,
     )
+
+
+def trap_seed(tensor: str) -> int:
+    """The shuffle seed of a stored tensor: derived from its name alone, so a checkpoint's
+    tensor is shuffled the same way on every run, and a null's like-named tensor too."""
+    return derived_seed("correlation trap", tensor)
+
+
+@dataclass(frozen=True)
+class RoleTraps:
+    """The correlation traps of one role's measured layers (all, or a stated sample)."""
+
+    stack: str
+    role: str
+    layers: tuple[int, ...]
+    traps: tuple[CorrelationTrap, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.stack}.{self.role}"
+
+    def count(self) -> int:
+        return sum(t.is_trap for t in self.traps)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "layers": list(self.layers),
+            "traps": [t.as_dict() for t in self.traps],
+        }
