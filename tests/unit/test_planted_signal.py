@@ -154,3 +154,31 @@ def test_untouched_replicas_make_few_false_discoveries(shared_nulls: Path) -> No
     )
     assert tested >= RUNS * 10  # the runs did test their claims
     assert runs_with_discovery <= 3, (discoveries, tested, runs_with_discovery)
+
+
+def test_esd_correlation_traps_fails_on_planted_huge_entries_and_passes_untouched(
+    shared_nulls: Path,
+) -> None:
+    """The negative control of the traps' random-init band: a few huge entries in 4
+    projections survive any shuffle (each adds about w² to λ_max) and must fail it."""
+    root = shared_nulls
+    replica = random_init_replica(CONFIG, seed=0, cache_dir=root / "cache", label="llama-tiny")
+    planted = root / "trapped"
+    shutil.copytree(replica, planted)
+    weights = next(planted.glob("*.safetensors"))
+    tensors = load_file(weights)
+    names = [f"model.layers.{i}.self_attn.{p}_proj.weight" for i in (0, 1) for p in ("q", "o")]
+    for name in names:
+        w = tensors[name].clone()
+        edge = float(w.double().std()) * (w.shape[0] ** 0.5 + w.shape[1] ** 0.5)
+        w.view(-1)[:3] = 3 * edge  # three entries far above the bulk's edge in σ
+        tensors[name] = w.contiguous()
+    save_file(tensors, weights, metadata={"format": "pt"})
+    traps = declarations().get("esd_correlation_traps")
+    clean = traps.evaluate(_load("llama-tiny", replica, root), None).finding
+    trapped = traps.evaluate(_load("llama-tiny-trapped", planted, root), None).finding
+    print(f"traps: untouched {clean.value:.3f}, planted {trapped.value:.3f}, {trapped.expected}")
+    assert clean.verdict == "pass", clean.as_record()
+    assert clean.n is not None
+    assert trapped.value >= len(names) / clean.n
+    assert trapped.verdict == "fail", trapped.as_record()
