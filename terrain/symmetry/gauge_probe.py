@@ -22,21 +22,48 @@ from terrain.symmetry.layout import Symmetry
 from terrain.symmetry.weights import Weights
 
 
-def generic_point(module: Any, seed: int, scale: float = 0.2) -> None:
-    """Move every 1-D parameter (norm gains, biases) off its init, in place: at a random
-    init the gains are all 1, and a measure of them cannot show any dependence there."""
+def generic_point(module: Any, seed: int, scale: float = 0.2, outliers: int = 3) -> None:
+    """Move the module off its init, in place, so that measures of what a random init
+    lacks have something to show: every 1-D parameter (norm gains, biases; all 1 or 0 at
+    init) gets noise, and a seeded half of the matrices get `outliers` entries at seeded
+    places of three times their Marchenko–Pastur edge in σ (a trained checkpoint's
+    outsized weights; at init there are none, so the correlation traps they make would be
+    0 everywhere). Half, not all: a share of matrices with a spike or a trap must be able
+    to move both ways."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in module.parameters():
             if p.ndim == 1:
                 noise = torch.randn(p.shape, generator=gen, dtype=torch.float64)
                 p.add_((scale * noise).to(p.dtype))
+            elif p.ndim == 2 and outliers and bool(torch.rand((), generator=gen) < 0.5):
+                edge = float(p.double().std()) * (p.shape[0] ** 0.5 + p.shape[1] ** 0.5)
+                where = torch.randperm(p.numel(), generator=gen)[:outliers]
+                p.view(-1)[where] = 3 * edge
 
 
 def symmetries(module: Any, anatomy: Anatomy, config: dict[str, Any]) -> dict[str, Symmetry]:
     """The catalogued symmetries that apply to this module (the others are left out)."""
     entries = catalogue(anatomy, config, Weights(module))
     return {name: e for name, e in entries.items() if isinstance(e, Symmetry)}
+
+
+def composition(found: dict[str, Symmetry]) -> Symmetry:
+    """Every symmetry in `found` applied in turn: an exact symmetry too, and the one that
+    moves a statistic taken over all maps (a median moves only when most maps move, and
+    each single symmetry moves a few roles)."""
+    parts = tuple(found.values())
+
+    def transform(weights: Weights, gen: torch.Generator) -> None:
+        for part in parts:
+            part.transform(weights, gen)
+
+    return Symmetry(
+        name="composition",
+        derivation="the composition of " + ", ".join(found),
+        transform=transform,
+        controls=(),
+    )
 
 
 def write_transformed(module: Any, symmetry: Symmetry, seed: int, out: Path) -> str | None:

@@ -1,8 +1,9 @@
 """The gauge-invariance contract: every weight property's declared gauge label holds.
 
-For each family, a tiny replica is moved off its init (norm gains and biases perturbed, so
-measures of them have something to show), saved, and moved again by one seeded element of
-each exact symmetry its catalogue has (terrain/symmetry/gauge_probe.py). Every weight
+For each family, a tiny replica is moved off its init (norm gains and biases perturbed and
+a few outsized entries planted in every matrix, so measures of what an init lacks have
+something to show), saved, and moved again by one seeded element of each exact symmetry
+its catalogue has and of their composition (terrain/symmetry/gauge_probe.py). Every weight
 property is measured on both checkpoints. A property declared gauge-invariant must not
 change under any symmetry of any family; one declared gauge-dependent must change under at
 least one; and each family shows at least one measure of each kind.
@@ -26,7 +27,12 @@ from terrain.model import LoadedModel, load_model
 from terrain.modules import build_module
 from terrain.property import Gauge, NotApplicableError, Property, declarations
 from terrain.sources import SourceContext
-from terrain.symmetry.gauge_probe import generic_point, symmetries, write_transformed
+from terrain.symmetry.gauge_probe import (
+    composition,
+    generic_point,
+    symmetries,
+    write_transformed,
+)
 from tests.conftest import CONFIGS, build_tiny
 
 FAMILIES = ("bert-tiny", "t5-tiny", "llama-tiny", "qwen3-tiny", "olmo3-tiny")
@@ -88,6 +94,7 @@ def changes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Changes]:
             base.base = base  # the deltas: the unmoved checkpoint against itself (all 0)
             reference = _values(base)
             found = symmetries(module, base.anatomy, dict(base.checkpoint.config))
+            found["composition"] = composition(found)
             table: dict[str, dict[str, float]] = {p: {} for p in reference}
             for sym_name, sym in found.items():
                 for seed in DRAWS:
