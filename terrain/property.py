@@ -144,6 +144,10 @@ class Property:
     # False where a value belongs to more than the model (a delta against the base model
     # given on the command line): its band judges it, and no baseline of the model does.
     compared_with_baselines: bool = True
+    # True where the value is accumulated in float32 (text encodings, the cross-layer
+    # cosines' batched products): its last digits move with the CPU's GEMM blocking, about
+    # 1e-7 to 1e-6 relative between two x86 machines, so only a larger move is a change.
+    float32_arithmetic: bool = False
 
     def expectation(self, raw: Any) -> Expectation:
         """Validate one models-file entry for this property (pydantic errors propagate)."""

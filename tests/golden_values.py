@@ -40,8 +40,9 @@ SIZES = {
     "TERRAIN_STABILITY_SEEDS": "2",
 }
 REL = 1e-7  # summation order may move the last digits; a definition moves more
-# Text properties sit on float32 encoder outputs, whose GEMM blocking differs between CPUs
-# (seen: 2e-7 relative on band_gradient between two x86 machines); a definition moves more.
+# Values accumulated in float32 (text properties on encoder outputs, the cross-layer cosines;
+# Property.float32_arithmetic) move with the CPU's GEMM blocking (seen: 2e-7 relative on
+# band_gradient, 3e-7 on crosslayer_corr between two x86 machines); a definition moves more.
 REL_FLOAT32 = 1e-5
 ABS = 1e-12
 

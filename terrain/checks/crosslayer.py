@@ -178,5 +178,6 @@ for _name, _what, _fn, _version in (
             kind="weights",
             evaluate=_fn,
             expect=CrossLayerExpect,
+            float32_arithmetic=True,  # measures/crosslayer.CosineGram's float32 products
         )
     )
