@@ -21,7 +21,13 @@ peak memory belongs to it alone:
 Peak memory: VmHWM (peak resident set, which counts the file pages a memory-mapped read
 touches) and the peak anonymous resident memory (RssAnon sampled every 5 ms: what the
 process allocated itself). The stable ranks of both tools are compared on the matrices
-both measure (WeightWatcher's `stable_rank` is Σσ²/σ_max², the battery's definition).
+both measure (WeightWatcher's `stable_rank` is Σσ²/σ_max², the battery's definition), and
+so are the power-law tail exponents α (its `alpha` column): median and max |Δα| and the
+matrices where they differ most, with each side's xmin and tail size. The battery fits α
+inside its single pass (the default analyze() fits it too), so the time ratio includes
+the fits on both sides. For the models of --alpha-table (default MiniLM) α is also printed
+per matrix beside its null: the same matrix in each null seed's battery (terrain's nulls,
+as the esd_alpha property reads them).
 Threads: each --threads value (default: 1 and every usable core) is one setting, given to
 both tools alike through the OMP/MKL/OpenBLAS variables and torch.set_num_threads. The
 battery spreads its independent matrices over that many pool threads, one kernel thread
@@ -33,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -56,6 +63,7 @@ BERT_LARGE = {
     "vocab_size": 30522,
     "pad_token_id": 0,
 }
+AlphaRow = dict[str, Any]  # alpha, xmin, tail (and role, on terrain's side)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -157,6 +165,7 @@ def child_battery(path: Path) -> dict[str, Any]:
         "seconds": seconds,
         "timings": {k: round(v, 2) for k, v in result.timings.items()},
         "stable_rank": stable,
+        "alpha": alpha_rows(result, names),
         "computed": {
             "matrices with spectra": sum(len(s.layers) for s in result.spectra.values()),
             "roles with sparsity (4 thresholds + scale-free)": len(result.sparsity),
@@ -169,6 +178,45 @@ def child_battery(path: Path) -> dict[str, Any]:
             "max reads of one tensor": max(result.reads.values()),
         },
     }
+
+
+def alpha_rows(result: Any, names: dict[tuple[str, str, int], str]) -> dict[str, AlphaRow]:
+    """The battery's power-law fit of every matrix it fitted, by module name."""
+    out: dict[str, AlphaRow] = {}
+    for s in result.spectra.values():
+        if s.esd is None:
+            continue
+        fits = s.esd.power_law
+        for i, layer in enumerate(s.layers):
+            out[names[(s.stack, s.role, layer)]] = {
+                "role": f"{s.stack}.{s.role}",
+                "alpha": float(fits.alpha[i]),
+                "xmin": float(fits.xmin[i]),
+                "tail": int(fits.n_tail[i]),
+            }
+    return out
+
+
+def child_alpha_null(path: Path) -> dict[str, Any]:
+    """α of every matrix of each null seed's battery, as terrain's esd_alpha reads it."""
+    from terrain.config import ModelSpec
+    from terrain.model import load_model
+    from terrain.sources import SourceContext
+    from terrain.synthetic import default_cache_dir
+
+    ctx = SourceContext((REPO / "fixtures" / "configs",), default_cache_dir())
+    model = load_model(ModelSpec(name=path.name, source=str(path)), ctx, device="cpu")
+    seeds: list[dict[str, float]] = []
+    for null in model.null_batteries():
+        seeds.append(
+            {
+                f"{s.stack}.{s.role}.{layer}": float(s.esd.power_law.alpha[i])
+                for s in null.spectra.values()
+                if s.esd is not None
+                for i, layer in enumerate(s.layers)
+            }
+        )
+    return {"seconds": 0.0, "seeds": seeds, "description": model.null_description()}
 
 
 def child_weightwatcher(path: Path) -> dict[str, Any]:
@@ -186,9 +234,18 @@ def child_weightwatcher(path: Path) -> dict[str, Any]:
     frame = weightwatcher.WeightWatcher(model=model).analyze()
     seconds = time.perf_counter() - start
     stable = {str(row.longname): float(row.stable_rank) for row in frame.itertuples()}
+    alpha = {
+        str(row.longname): {
+            "alpha": float(row.alpha),
+            "xmin": float(row.xmin),
+            "tail": int(row.num_pl_spikes),
+        }
+        for row in frame.itertuples()
+    }
     return {
         "seconds": seconds,
         "stable_rank": stable,
+        "alpha": alpha,
         "computed": {"layers analysed (SVD + power-law fit)": len(frame)},
         "version": weightwatcher.__version__,
     }
@@ -197,7 +254,12 @@ def child_weightwatcher(path: Path) -> dict[str, Any]:
 DEVICE_VARIABLE = (
     "TERRAIN_BENCH_DEVICE"  # where the battery's child runs (WeightWatcher: its default)
 )
-CHILDREN = {"read": child_read, "battery": child_battery, "weightwatcher": child_weightwatcher}
+CHILDREN = {
+    "read": child_read,
+    "battery": child_battery,
+    "weightwatcher": child_weightwatcher,
+    "alpha_null": child_alpha_null,
+}
 
 
 def run_child(kind: str, path: Path, threads: int) -> dict[str, Any]:
@@ -243,6 +305,13 @@ def main() -> None:
         "--device", default="cpu", choices=("cpu", "cuda"), help="where the battery runs"
     )
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--alpha-table",
+        nargs="*",
+        default=["minilm"],
+        metavar="MODEL",
+        help="models whose α per matrix is printed beside its null and WeightWatcher's",
+    )
     parser.add_argument("--child", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -264,10 +333,12 @@ def main() -> None:
     for name in args.models:
         path = checkpoint_path(name)
         for threads in args.threads:
-            report(name, path, threads, args.repeats)
+            # α per matrix beside its null, once per model (the fits do not depend on threads)
+            table = name in args.alpha_table and threads == args.threads[0]
+            report(name, path, threads, args.repeats, alpha_table=table)
 
 
-def report(name: str, path: Path, threads: int, repeats: int) -> None:
+def report(name: str, path: Path, threads: int, repeats: int, alpha_table: bool) -> None:
     read = best_of("read", path, threads, repeats)
     ours = best_of("battery", path, threads, repeats)
     theirs = best_of("weightwatcher", path, threads, repeats)
@@ -288,6 +359,57 @@ def report(name: str, path: Path, threads: int, repeats: int) -> None:
         "  stable rank, battery vs weightwatcher: "
         + compare_stable_ranks(ours["stable_rank"], theirs["stable_rank"])
     )
+    if alpha_table:
+        nulls = run_child("alpha_null", path, threads)
+        print(f"  α null: {nulls['description']}")
+        print_alpha_table(ours["alpha"], theirs["alpha"], nulls["seeds"])
+    print(
+        "  power-law α, battery vs weightwatcher: " + compare_alphas(ours["alpha"], theirs["alpha"])
+    )
+
+
+def compare_alphas(ours: dict[str, AlphaRow], theirs: dict[str, AlphaRow]) -> str:
+    """Median and max |Δα| over the matrices both fitted, and the largest differences with
+    each side's xmin and tail size (where a difference comes from)."""
+    common = [k for k in sorted(set(ours) & set(theirs)) if _finite(ours[k], theirs[k])]
+    if not common:
+        return "no fitted matrix in common"
+    delta = {k: abs(float(ours[k]["alpha"]) - float(theirs[k]["alpha"])) for k in common}
+    values = sorted(delta.values())
+    median = statistics.median(values)
+    worst = sorted(common, key=lambda k: -delta[k])[:3]
+    shown = "; ".join(
+        f"{k}: {ours[k]['alpha']:.4f} (xmin {ours[k]['xmin']:.4g}, tail {ours[k]['tail']}) vs "
+        f"{theirs[k]['alpha']:.4f} (xmin {theirs[k]['xmin']:.4g}, tail {theirs[k]['tail']})"
+        for k in worst
+    )
+    mine = sorted(set(ours) - set(theirs))
+    others = sorted(set(theirs) - set(ours))
+    return (
+        f"{len(common)} matrices, median |Δα| {median:.2e}, max {values[-1]:.2e}; "
+        f"largest: {shown}; fitted by terrain only: {mine or 'none'}; by weightwatcher "
+        f"only: {others or 'none'}"
+    )
+
+
+def print_alpha_table(
+    ours: dict[str, AlphaRow], theirs: dict[str, AlphaRow], seeds: list[dict[str, float]]
+) -> None:
+    """α per matrix: terrain's, its null (mean ± sd over the null seeds' same matrix), and
+    WeightWatcher's."""
+    print(f"  {'matrix':44s} {'terrain α':>10s} {'null α':>16s} {'weightwatcher α':>16s}")
+    for name, row in sorted(ours.items()):
+        layer = name.split(".layer.")[1].split(".")[0] if ".layer." in name else "?"
+        key = f"{row['role']}.{layer}"
+        null = [s[key] for s in seeds if key in s and s[key] == s[key]]
+        mean = sum(null) / len(null) if null else float("nan")
+        sd = (sum((v - mean) ** 2 for v in null) / max(len(null) - 1, 1)) ** 0.5
+        other = theirs.get(name, {}).get("alpha", float("nan"))
+        print(f"  {name:44s} {row['alpha']:10.4f} {mean:9.3f} ± {sd:5.3f} {other:16.4f}")
+
+
+def _finite(*rows: AlphaRow) -> bool:
+    return all(float(r["alpha"]) == float(r["alpha"]) for r in rows)
 
 
 if __name__ == "__main__":

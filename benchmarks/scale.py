@@ -1,7 +1,7 @@
 """The property suite on real-shape checkpoints of growing size: time and memory against size.
 
     python benchmarks/scale.py [--sizes bert-large qwen3-4b ...] [--config PATH ...]
-        [-n 2] [--device cuda] [--timeout SECONDS] [--json rows.json]
+        [-n 2] [--device cuda] [--timeout SECONDS] [--json rows.json] [--base-seed S]
 
 Each size is a config of fixtures/configs (default: bert-large, qwen3_5-0_8b, qwen3-4b,
 olmo-3-7b) or, with --config, any config file. Its checkpoint is built (or found in the
@@ -11,7 +11,10 @@ user runs it on a release of their own:
     <venv>/bin/pytest properties -n 2 --model DIR --no-baselines -p no:cacheprovider \
         --findings TMP/findings.json [--device cuda] --durations=10
 
-(--durations only adds the slowest tests to the output). Without --tokenizer the folders
+(--durations only adds the slowest tests to the output; --base-seed S adds
+``--base-model BASE``, BASE the same size built with seed S, so that the delta properties
+run too, at their full cost: an independent init changes every tensor). Without
+--tokenizer the folders
 have no tokenizer and the text properties report themselves not applicable, as for any
 weights-only folder; --tokenizer DIR gives each size that folder's tokenizer (see
 realshape.py). Per size it reports parameters,
@@ -244,12 +247,20 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 
 def pytest_command(
-    pytest: Path, folder: Path, findings: Path, *, workers: int, device: str | None
+    pytest: Path,
+    folder: Path,
+    findings: Path,
+    *,
+    workers: int,
+    device: str | None,
+    base: Path | None = None,
 ) -> list[str]:
     cmd = [str(pytest), "properties", "-n", str(workers), "--model", str(folder)]
     cmd += ["--no-baselines", "-p", "no:cacheprovider", "--findings", str(findings)]
     if device is not None:
         cmd += ["--device", device]
+    if base is not None:
+        cmd += ["--base-model", str(base)]
     return [*cmd, "--durations=10"]
 
 
@@ -353,12 +364,21 @@ def measure_size(config: str, args: argparse.Namespace, work: Path) -> Row:
     except ScaleError as e:
         row.error = str(e)
         return row
+    base = None
+    if args.base_seed is not None:
+        try:
+            base = ensure_checkpoint(config, seed=args.base_seed, dtype=args.dtype)
+        except ScaleError as e:
+            row.error = f"base model: {e}"
+            return row
     row.folder = str(folder)
     row.parameters, row.bytes = checkpoint_size(folder)
     place = work / label
     place.mkdir(parents=True, exist_ok=True)
     findings, log = place / "findings.json", place / "pytest.log"
-    cmd = pytest_command(args.pytest, folder, findings, workers=args.workers, device=args.device)
+    cmd = pytest_command(
+        args.pytest, folder, findings, workers=args.workers, device=args.device, base=base
+    )
     print(f"[{label}] {' '.join(cmd)}", file=sys.stderr, flush=True)
     run = run_measured(cmd, log, timeout=args.timeout, cwd=REPO)
     output = log.read_text(encoding="utf-8", errors="replace")
@@ -503,6 +523,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=None, help="seconds per size")
     p.add_argument("--json", type=Path, default=None, help="write the rows there")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--base-seed",
+        type=int,
+        default=None,
+        help="also build each size with this seed and run the suite with it as --base-model "
+        "(the delta properties against an independent init: every tensor changed)",
+    )
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--tokenizer", type=Path, default=None, help="see realshape.py --tokenizer")
     p.add_argument("--pytest", type=Path, default=Path(sys.executable).with_name("pytest"))
