@@ -21,6 +21,7 @@ __all__ = [
     "layer_types_from_config",
     "mlp_and_norm_shapes",
     "split_equal",
+    "split_fused",
     "split_rows",
 ]
 
@@ -81,6 +82,26 @@ def split_equal(
     return split_rows(
         model_name, shapes, entry, [(r, size) for r in roles], transpose=transpose, what=what
     )
+
+
+def split_fused(
+    model_name: str,
+    shapes: Mapping[str, tuple[int, ...]],
+    entries: Iterable[TensorRole],
+    fused: str,
+    roles: Sequence[str],
+    *,
+    what: str,
+) -> list[TensorRole]:
+    """The entries in order, each of role `fused` split into len(roles) equal parts (as
+    split_equal; transposed first where the entry itself is), the others as they are."""
+    out: list[TensorRole] = []
+    for r in entries:
+        if r.role == fused:
+            out += split_equal(model_name, shapes, r, roles, transpose=r.transpose, what=what)
+        else:
+            out.append(r)
+    return out
 
 
 def check_shape(

@@ -99,16 +99,20 @@ class Theme:
         evaluate: Evaluate,
         domain: Domain,
         expect: type[Expectation] = Expectation,
+        *,
+        source: str | None = None,
+        tolerance: Tolerance | None = None,
     ) -> Property:
-        """Declare one property of the theme (`expect`: its models-file schema)."""
+        """Declare one property of the theme (`expect`: its models-file schema; `source`,
+        `tolerance`: the property's own, where they are not the theme's)."""
         return declare(
             Property(
                 name=name,
                 statistic=statistic,
                 claim=claim,
-                source=self.source,
+                source=self.source if source is None else source,
                 version=self.version,
-                tolerance=self.tolerance,
+                tolerance=self.tolerance if tolerance is None else tolerance,
                 domain=domain,
                 gauge=self.gauge,
                 gauge_note=self.gauge_note,

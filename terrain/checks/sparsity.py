@@ -214,66 +214,47 @@ def weight_sparsity_scale_free(
 
 
 SEED_Q = "seed notebook §4: T5-small Q 93.7% of |w| < 0.1 (K 19.2%, V 12.1%)"
-Q_SPARSITY = kit.declare(
-    kit.Property(
-        name="q_sparsity",
-        statistic="fraction of |W_Q| below a threshold (0.1 by default)",
-        claim="the Q projections are sparse: most |w| lie below the threshold",
-        source=SEED_Q,
-        version=1,
-        tolerance=kit.Tolerance(abs=0.01),
-        domain=kit.FRACTION,
-        gauge=kit.Gauge.DEPENDENT,
-        gauge_note=GAUGE_NOTE,
-        kind="weights",
-        evaluate=q_sparsity,
-        expect=QSparsityExpect,
-    )
+SPARSITY = kit.Theme(
+    source="seed notebook §4–6 (per weight type)",
+    tolerance=kit.Tolerance(abs=0.01),
+    gauge=kit.Gauge.DEPENDENT,
+    gauge_note=GAUGE_NOTE,
+    kind="weights",
 )
-Q_SPARSITY_SCALE_FREE = kit.declare(
-    kit.Property(
-        name="q_sparsity_scale_free",
-        statistic=f"fraction of |W_Q| below {RELATIVE_SCALE:g}·std (Gaussian: 0.080)",
-        claim="Q sparsity is not only weight scale: scaling a tensor cannot move this share",
-        source=f"companion of q_sparsity ({SEED_Q})",
-        version=1,
-        tolerance=kit.Tolerance(abs=0.005),
-        domain=kit.FRACTION,
-        gauge=kit.Gauge.DEPENDENT,
-        gauge_note=GAUGE_NOTE,
-        kind="weights",
-        evaluate=q_sparsity_scale_free,
-    )
+SCALE_FREE_TOLERANCE = kit.Tolerance(abs=0.005)
+Q_SPARSITY = SPARSITY.declare(
+    "q_sparsity",
+    "fraction of |W_Q| below a threshold (0.1 by default)",
+    "the Q projections are sparse: most |w| lie below the threshold",
+    q_sparsity,
+    kit.FRACTION,
+    QSparsityExpect,
+    source=SEED_Q,
 )
-WEIGHT_SPARSITY = kit.declare(
-    kit.Property(
-        name="weight_sparsity",
-        statistic=f"share of all 2-D weights with |w| < {HEADLINE:g} (1e-4 … 1e-1 per role)",
-        claim="share of |w| below 1e-4, 1e-3, 1e-2 and 1e-1 in every 2-D weight role",
-        source="seed notebook §4–6 (per weight type)",
-        version=1,
-        tolerance=kit.Tolerance(abs=0.01),
-        domain=kit.FRACTION,
-        gauge=kit.Gauge.DEPENDENT,
-        gauge_note=GAUGE_NOTE,
-        kind="weights",
-        evaluate=weight_sparsity,
-    )
+Q_SPARSITY_SCALE_FREE = SPARSITY.declare(
+    "q_sparsity_scale_free",
+    f"fraction of |W_Q| below {RELATIVE_SCALE:g}·std (Gaussian: 0.080)",
+    "Q sparsity is not only weight scale: scaling a tensor cannot move this share",
+    q_sparsity_scale_free,
+    kit.FRACTION,
+    source=f"companion of q_sparsity ({SEED_Q})",
+    tolerance=SCALE_FREE_TOLERANCE,
 )
-WEIGHT_SPARSITY_SCALE_FREE = kit.declare(
-    kit.Property(
-        name="weight_sparsity_scale_free",
-        statistic=f"share of 2-D weights with |w| < {RELATIVE_SCALE:g}·std of their tensor",
-        claim="scale-free sparsity and excess kurtosis of every 2-D weight role",
-        source="companion of weight_sparsity",
-        version=1,
-        tolerance=kit.Tolerance(abs=0.005),
-        domain=kit.FRACTION,
-        gauge=kit.Gauge.DEPENDENT,
-        gauge_note=GAUGE_NOTE,
-        kind="weights",
-        evaluate=weight_sparsity_scale_free,
-    )
+WEIGHT_SPARSITY = SPARSITY.declare(
+    "weight_sparsity",
+    f"share of all 2-D weights with |w| < {HEADLINE:g} (1e-4 … 1e-1 per role)",
+    "share of |w| below 1e-4, 1e-3, 1e-2 and 1e-1 in every 2-D weight role",
+    weight_sparsity,
+    kit.FRACTION,
+)
+WEIGHT_SPARSITY_SCALE_FREE = SPARSITY.declare(
+    "weight_sparsity_scale_free",
+    f"share of 2-D weights with |w| < {RELATIVE_SCALE:g}·std of their tensor",
+    "scale-free sparsity and excess kurtosis of every 2-D weight role",
+    weight_sparsity_scale_free,
+    kit.FRACTION,
+    source="companion of weight_sparsity",
+    tolerance=SCALE_FREE_TOLERANCE,
 )
 
 __all__ = ["Band", "QSparsityExpect", "pooled"]

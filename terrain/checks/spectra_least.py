@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from terrain.checks import kit
-from terrain.checks.spectra import GAUGE_NOTE, MP_NULL, projections
+from terrain.checks.spectra import MP_NULL, SPECTRA, projections
 
 if TYPE_CHECKING:
     from terrain.model import LoadedModel
@@ -62,19 +62,12 @@ def least_stable_rank(model: LoadedModel, expect: kit.Expectation | None) -> kit
     return kit.Evaluation(finding)
 
 
-kit.declare(
-    kit.Property(
-        name="spectral_stable_rank_min",
-        statistic="least stable rank Σσ²/σ_max² / its Marchenko–Pastur value over projections",
-        claim="no projection's spectrum collapsed beyond chance: the least stable-rank ratio "
-        "over all m projections beside the least of the same m matrices at random init",
-        source="seed notebook §4–6 (stable rank); the null of a minimum for the extreme",
-        version=1,
-        tolerance=kit.Tolerance(abs=0.01),
-        domain=kit.NONNEGATIVE,
-        gauge=kit.Gauge.DEPENDENT,
-        gauge_note=GAUGE_NOTE,
-        kind="weights",
-        evaluate=least_stable_rank,
-    )
+SPECTRA.declare(
+    "spectral_stable_rank_min",
+    "least stable rank Σσ²/σ_max² / its Marchenko–Pastur value over projections",
+    "no projection's spectrum collapsed beyond chance: the least stable-rank ratio "
+    "over all m projections beside the least of the same m matrices at random init",
+    least_stable_rank,
+    kit.NONNEGATIVE,
+    source="seed notebook §4–6 (stable rank); the null of a minimum for the extreme",
 )

@@ -312,37 +312,29 @@ kit.declare(
         evaluate=dead_gates,
     )
 )
-kit.declare(
-    kit.Property(
-        name="norm_gain_spread",
-        statistic="mean over norm gains of std(γ)",
-        claim="per-layer statistics of every norm gain (mean, std, counts above 1.5, below "
-        "0.5 and near 1); the headline is the mean spread std(γ), 0 at init",
-        source="seed notebook §4 (LayerNorm learned scales)",
-        version=1,
-        tolerance=kit.Tolerance(abs=0.01),
-        domain=kit.NONNEGATIVE,
-        gauge=kit.Gauge.DEPENDENT,
-        gauge_note=GAIN_GAUGE,
-        kind="weights",
-        evaluate=gain_spread,
-    )
+GAINS = kit.Theme(
+    source="seed notebook §4 (LayerNorm learned scales)",
+    tolerance=kit.Tolerance(abs=0.01),
+    gauge=kit.Gauge.DEPENDENT,
+    gauge_note=GAIN_GAUGE,
+    kind="weights",
 )
-kit.declare(
-    kit.Property(
-        name="norm_gain_directions",
-        statistic="mean adjacent-layer cosine of unit gain directions γ̂",
-        claim="the layer × layer cosine of the unit gain directions γ̂_L tells whether the "
-        "layers share one preferred axis (cosine near 1) or each has its own; 1 at init",
-        source="research note 003 (γ-direction analysis)",
-        version=1,
-        tolerance=kit.Tolerance(abs=0.01),
-        domain=kit.COSINE,
-        gauge=kit.Gauge.DEPENDENT,
-        gauge_note=GAIN_GAUGE,
-        kind="weights",
-        evaluate=gain_directions,
-    )
+GAINS.declare(
+    "norm_gain_spread",
+    "mean over norm gains of std(γ)",
+    "per-layer statistics of every norm gain (mean, std, counts above 1.5, below "
+    "0.5 and near 1); the headline is the mean spread std(γ), 0 at init",
+    gain_spread,
+    kit.NONNEGATIVE,
+)
+GAINS.declare(
+    "norm_gain_directions",
+    "mean adjacent-layer cosine of unit gain directions γ̂",
+    "the layer × layer cosine of the unit gain directions γ̂_L tells whether the "
+    "layers share one preferred axis (cosine near 1) or each has its own; 1 at init",
+    gain_directions,
+    kit.COSINE,
+    source="research note 003 (γ-direction analysis)",
 )
 kit.declare(
     kit.Property(

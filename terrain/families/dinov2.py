@@ -27,13 +27,13 @@ from typing import Any
 import torch
 
 from terrain import family
-from terrain.anatomy import Anatomy, Dimensions, TensorRole, TensorSource, classify, rule, unclaimed
+from terrain.anatomy import Anatomy, Dimensions, TensorSource, classify, rule, unclaimed
 from terrain.anatomy.config_fields import image_grid, optional_int, require_int, require_number
 from terrain.anatomy.shapes import (
     check_layer_count,
     check_shapes,
     mlp_and_norm_shapes,
-    split_equal,
+    split_fused,
 )
 from terrain.families.vit import attend, layer_norm, patch_embed
 from terrain.reference import ops
@@ -90,18 +90,14 @@ def build(source: TensorSource, config: Mapping[str, Any]) -> Anatomy:
     name = source.name
     shapes = source.tensor_shapes()
     stored, left_out = classify(name, "dinov2", shapes, RULES, SKIP, prefixes=("dinov2.",))
-    roles: list[TensorRole] = []
-    for r in stored:
-        if r.role == "mlp_gate_up":  # SwiGLU: chunk(2) of the fused input projection
-            roles += split_equal(
-                name,
-                shapes,
-                r,
-                ("mlp_gate", "mlp_up"),
-                what="DINOv2 SwiGLU weights_in holds gate and up, one above the other",
-            )
-        else:
-            roles.append(r)
+    roles = split_fused(  # SwiGLU: chunk(2) of the fused input projection
+        name,
+        shapes,
+        stored,
+        "mlp_gate_up",
+        ("mlp_gate", "mlp_up"),
+        what="DINOv2 SwiGLU weights_in holds gate and up, one above the other",
+    )
     d = require_int(name, config, "hidden_size")
     n_heads = require_int(name, config, "num_attention_heads")
     hidden = int(d * require_number(name, config, "mlp_ratio"))

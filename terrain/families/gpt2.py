@@ -26,9 +26,9 @@ from typing import Any
 import torch
 
 from terrain import family
-from terrain.anatomy import Anatomy, Dimensions, TensorRole, TensorSource, classify, rule, unclaimed
+from terrain.anatomy import Anatomy, Dimensions, TensorSource, classify, rule, unclaimed
 from terrain.anatomy.config_fields import optional_int, require_int
-from terrain.anatomy.shapes import check_layer_count, check_shapes, split_equal
+from terrain.anatomy.shapes import check_layer_count, check_shapes, mlp_and_norm_shapes, split_fused
 from terrain.families.decoder import DECODER_TEXT, allowed, lin, one_stack, token_embeddings
 from terrain.reference import ops
 from terrain.reference.family import (
@@ -77,19 +77,14 @@ def build(source: TensorSource, config: Mapping[str, Any]) -> Anatomy:
     name = source.name
     shapes = source.tensor_shapes()
     stored, left_out = classify(name, "gpt2", shapes, RULES, SKIP, prefixes=("transformer.",))
-    roles: list[TensorRole] = []
-    for r in stored:
-        if r.role == "qkv":
-            roles += split_equal(
-                name,
-                shapes,
-                r,
-                ("q", "k", "v"),
-                transpose=r.kind == "weight",
-                what="GPT-2 c_attn holds q, k, v side by side: (d_model, 3·d_model)",
-            )
-        else:
-            roles.append(replace(r, transpose=r.role in _CONV1D and r.kind == "weight"))
+    roles = split_fused(
+        name,
+        shapes,
+        [replace(r, transpose=r.role in _CONV1D and r.kind == "weight") for r in stored],
+        "qkv",
+        ("q", "k", "v"),
+        what="GPT-2 c_attn holds q, k, v side by side: (d_model, 3·d_model)",
+    )
     d_model = require_int(name, config, "n_embd")
     n_heads = require_int(name, config, "n_head")
     d_ff = optional_int(name, config, "n_inner", 4 * d_model)
@@ -110,15 +105,8 @@ def build(source: TensorSource, config: Mapping[str, Any]) -> Anatomy:
         shapes,
         roles,
         {
-            "q": (d, d),
-            "k": (d, d),
-            "v": (d, d),
-            "o": (d, d),
-            "mlp_up": (d_ff, d),
-            "mlp_down": (d, d_ff),
-            "norm_attn": (d,),
-            "norm_mlp": (d,),
-            "norm_final": (d,),
+            **{r: (d, d) for r in ("q", "k", "v", "o")},
+            **mlp_and_norm_shapes(d, d_ff),  # no mlp_gate role here to read its entry
             "embed_tokens": (dims.vocab_size, d),
             "embed_positions": (require_int(name, config, "n_positions"), d),
             "lm_head": (dims.vocab_size, d),

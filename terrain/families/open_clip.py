@@ -40,14 +40,13 @@ from terrain.anatomy import (
     Anatomy,
     Dimensions,
     Rule,
-    TensorRole,
     TensorSource,
     classify,
     rule,
     unclaimed,
 )
 from terrain.anatomy.config_fields import image_grid, optional_int, require_int, sub_config
-from terrain.anatomy.shapes import ShapeKey, check_layer_count, check_shapes, split_equal
+from terrain.anatomy.shapes import ShapeKey, check_layer_count, check_shapes, split_fused
 
 MODEL_TYPE = "open_clip"
 WEIGHTS_FILE = "open_clip_model.safetensors"
@@ -112,18 +111,14 @@ def build(source: TensorSource, config: Mapping[str, Any]) -> Anatomy:
     name = source.name
     shapes = source.tensor_shapes()
     stored, left_out = classify(name, "open_clip", shapes, RULES, SKIP)
-    roles: list[TensorRole] = []
-    for r in stored:
-        if r.role == "qkv":
-            roles += split_equal(
-                name,
-                shapes,
-                r,
-                ("q", "k", "v"),
-                what="nn.MultiheadAttention in_proj holds W_q, W_k, W_v one above the other",
-            )
-        else:
-            roles.append(replace(r, transpose=r.role in _TRANSPOSED))
+    roles = split_fused(
+        name,
+        shapes,
+        [replace(r, transpose=r.role in _TRANSPOSED) for r in stored],
+        "qkv",
+        ("q", "k", "v"),
+        what="nn.MultiheadAttention in_proj holds W_q, W_k, W_v one above the other",
+    )
     towers = _towers(name, config)
     expected: dict[ShapeKey, tuple[int, ...]] = {}
     layers: dict[str, int] = {}

@@ -169,22 +169,7 @@ class MPBulkRows(PerRow[MPBulk]):
     status: tuple[str, ...]
 
     def row(self, i: int) -> MPBulk:
-        return MPBulk(
-            n=self.n,
-            m=self.m,
-            q=self.n / self.m,
-            variance=float(self.variance[i]),
-            lambda_minus=float(self.lambda_minus[i]),
-            lambda_plus=float(self.lambda_plus[i]),
-            tw_scale=float(self.tw_scale[i]),
-            tw_scales=self.tw_scales,
-            threshold=float(self.threshold[i]),
-            lambda_max=float(self.lambda_max[i]),
-            edge_ratio=float(self.edge_ratio[i]),
-            n_spikes=int(self.n_spikes[i]),
-            spike_mass_share=float(self.spike_mass_share[i]),
-            status=self.status[i],
-        )
+        return self.pick(MPBulk, i, q=self.n / self.m)
 
 
 def mp_bulk_rows(

@@ -3,14 +3,20 @@ and what their per-row results have in common."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
-from collections.abc import Sequence
-from typing import Generic, Protocol, TypeVar
+import typing
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 OK = "ok"  # the status of a measure that could be computed
 
@@ -22,6 +28,13 @@ class _OneMatrix(Protocol):
 
 
 Row = TypeVar("Row", bound=_OneMatrix, covariant=True)
+One = TypeVar("One", bound="DataclassInstance")
+
+
+@functools.cache
+def _field_types(row_type: type[DataclassInstance]) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    hints = typing.get_type_hints(row_type)
+    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(row_type))
 
 
 class PerRow(Generic[Row]):
@@ -35,6 +48,19 @@ class PerRow(Generic[Row]):
 
     def row(self, i: int) -> Row:
         raise NotImplementedError
+
+    def pick(self, row_type: type[One], i: int, **given: object) -> One:
+        """Matrix i's entry as `row_type` (a dataclass): each field from the attribute of the
+        same name, its entry i converted to the field's type where it holds one per row (an
+        array, the statuses), else the value all rows share as it is; `given`: the fields
+        that have no attribute here."""
+        values = dict(given)
+        for name, kind in _field_types(row_type):
+            if name not in values:
+                column = getattr(self, name)
+                per_row = isinstance(column, (np.ndarray, tuple))
+                values[name] = kind(column[i]) if per_row else column
+        return row_type(**values)
 
     def as_dict(self) -> dict[str, list[dict[str, float | int | str | None]]]:
         return {"rows": [self.row(i).as_dict() for i in range(len(self))]}

@@ -104,19 +104,7 @@ class EsdNormsRows(PerRow[EsdNorms]):
     status: tuple[str, ...]
 
     def row(self, i: int) -> EsdNorms:
-        return EsdNorms(
-            lambda_max=float(self.lambda_max[i]),
-            norm=float(self.norm[i]),
-            log_norm=float(self.log_norm[i]),
-            log_spectral_norm=float(self.log_spectral_norm[i]),
-            alpha_weighted=float(self.alpha_weighted[i]),
-            log_alpha_norm=float(self.log_alpha_norm[i]),
-            stable_rank=float(self.stable_rank[i]),
-            matrix_rank=int(self.matrix_rank[i]),
-            rank_tolerance=float(self.rank_tolerance[i]),
-            spectral_entropy=float(self.spectral_entropy[i]),
-            status=self.status[i],
-        )
+        return self.pick(EsdNorms, i)
 
 
 def esd_norms_rows(

@@ -108,15 +108,7 @@ class PowerLawRows(PerRow[PowerLawFit]):
     status: tuple[str, ...]
 
     def row(self, i: int) -> PowerLawFit:
-        return PowerLawFit(
-            alpha=float(self.alpha[i]),
-            xmin=float(self.xmin[i]),
-            ks_distance=float(self.ks_distance[i]),
-            n_tail=int(self.n_tail[i]),
-            alpha_se=float(self.alpha_se[i]),
-            n_fitted=int(self.n_fitted[i]),
-            status=self.status[i],
-        )
+        return self.pick(PowerLawFit, i)
 
 
 def _tail_fit(
