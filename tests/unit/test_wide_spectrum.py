@@ -49,8 +49,13 @@ def test_every_statistic_matches_the_float64_route(name: str) -> None:
     w = CASES[name]
     exact = spectra_from_squared(_reference(w))
     wide = spectra_from_squared(wide_squared_singular_values(w))
-    for field in ("stable_rank", "participation_ratio", "eigen_participation_ratio"):
+    for field in ("stable_rank", "eigen_participation_ratio"):
         np.testing.assert_allclose(getattr(wide, field), getattr(exact, field), rtol=1e-5)
+    # (Σσ)²/Σσ² reads the small σ, whose float32 error grows with κ (module doc: about
+    # 0.02·ε₃₂·κ measured on two CPUs); bounded here with five times that headroom.
+    kappa = float(exact.condition[0])
+    pr_rtol = max(1e-5, 0.1 * 2.0**-24 * kappa)  # ε₃₂ as the module doc: 2⁻²⁴
+    np.testing.assert_allclose(wide.participation_ratio, exact.participation_ratio, rtol=pr_rtol)
     np.testing.assert_allclose(wide.sv_max, exact.sv_max, rtol=1e-5)
     assert abs(wide.active_fraction[0] - exact.active_fraction[0]) <= 1 / exact.n
     assert abs(int(wide.rank90[0]) - int(exact.rank90[0])) <= 1
