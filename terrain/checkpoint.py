@@ -155,26 +155,24 @@ class Checkpoint:
 
     def tensor(self, name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """One tensor, converted to `dtype`; fails naming the tensor if it holds NaN or Inf."""
-        entry, handle = self._stored(name)
+        entry = self._entry(name)
         if dtype.is_floating_point:
             check_float(self.name, entry)
-        try:
-            raw: torch.Tensor = handle.get_tensor(name)
-        except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(
-                f"model {self.name!r}: cannot read tensor {name!r} from {str(entry.file)!r}: {e}"
-            ) from None
-        out = raw.to(dtype)
+        out = self._read(entry, name).to(dtype)
         self._check_finite(entry, out)
         return out
 
     def stored(self, name: str) -> torch.Tensor:
         """A float tensor as stored: a view of the memory map, no conversion, no copy (its
         values are checked when a measure converts them, chunk by chunk)."""
-        entry, handle = self._stored(name)
+        entry = self._entry(name)
         check_float(self.name, entry)
+        return self._read(entry, name)
+
+    def _read(self, entry: StoredTensor, name: str) -> torch.Tensor:
+        """The stored tensor from its file's handle; a read error names tensor and file."""
         try:
-            raw: torch.Tensor = handle.get_tensor(name)
+            raw: torch.Tensor = self._handles[entry.file].get_tensor(name)
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(
                 f"model {self.name!r}: cannot read tensor {name!r} from {str(entry.file)!r}: {e}"

@@ -207,14 +207,19 @@ def shard_map(model: str, folder: Path) -> ShardMap:
         _inside(model, folder, f.name, "the folder")
     tensors: dict[str, StoredTensor] = {}
     for f in files:
-        for entry in _entries(model, f, read_header(model, f)):
-            if entry.name in tensors:
-                raise CheckpointError(
-                    f"model {model!r}: tensor {entry.name!r} is stored in both "
-                    f"{tensors[entry.name].file.name!r} and {f.name!r}"
-                )
-            tensors[entry.name] = entry
+        _add_file(model, f, tensors)
     return ShardMap(tensors, tuple(files), indexed=False)
+
+
+def _add_file(model: str, path: Path, tensors: dict[str, StoredTensor]) -> None:
+    """Every tensor of one weight file into `tensors`; a name already there is an error."""
+    for entry in _entries(model, path, read_header(model, path)):
+        if entry.name in tensors:
+            raise CheckpointError(
+                f"model {model!r}: tensor {entry.name!r} is stored in both "
+                f"{tensors[entry.name].file.name!r} and {path.name!r}"
+            )
+        tensors[entry.name] = entry
 
 
 def _indexed(model: str, folder: Path, index: Path) -> ShardMap:
@@ -252,11 +257,6 @@ def _indexed(model: str, folder: Path, index: Path) -> ShardMap:
                     f"and {str(owner)!r}"
                 )
             tensors[entry.name] = entry
-    for path in stray:
-        for entry in _entries(model, path, read_header(model, path)):
-            if entry.name in tensors:
-                raise CheckpointError(
-                    f"model {model!r}: tensor {entry.name!r} is stored in both "
-                    f"{tensors[entry.name].file.name!r} and {path.name!r}"
-                )
+    for path in stray:  # not indexed, so not loaded; a name clash is still an error
+        _add_file(model, path, dict(tensors))
     return ShardMap(tensors, tuple(files), indexed=True)

@@ -134,14 +134,7 @@ class ForwardRunner:
             for plan in plans:
                 if plan.whole:
                     chosen, why = self.dtype_for(model.parameters, dtype)
-                    inputs = forward_inputs(
-                        model.checkpoint.config,
-                        seq_len=SEQ_LEN,
-                        seed=INPUT_SEED,
-                        device=model.device,
-                        dtype=chosen,
-                    )
-                    yield ForwardCase(plan, None, chosen, why, inputs)
+                    yield ForwardCase(plan, None, chosen, why, _seeded_inputs(model, chosen))
                 else:
                     window = open_window(
                         model.anatomy,
@@ -153,13 +146,7 @@ class ForwardRunner:
                     )
                     n = sum(_numel(s) for s in window.checkpoint.tensor_shapes().values())
                     chosen, why = self.dtype_for(n, dtype)
-                    raw = forward_inputs(
-                        model.checkpoint.config,
-                        seq_len=SEQ_LEN,
-                        seed=INPUT_SEED,
-                        device=model.device,
-                        dtype=chosen,
-                    )
+                    raw = _seeded_inputs(model, chosen)
                     inputs = remap_ids(raw, plan.tokens) if plan.tokens else raw
                     yield ForwardCase(plan, window, chosen, why, inputs)
                 tracker.advance(1)
@@ -216,3 +203,10 @@ def _numel(shape: tuple[int, ...]) -> int:
     for s in shape:
         n *= s
     return n
+
+
+def _seeded_inputs(model: LoadedModel, dtype: torch.dtype) -> dict[str, Any]:
+    """The forward properties' seeded inputs for the model's config, on its device."""
+    return forward_inputs(
+        model.checkpoint.config, seq_len=SEQ_LEN, seed=INPUT_SEED, device=model.device, dtype=dtype
+    )

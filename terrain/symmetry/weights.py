@@ -120,6 +120,10 @@ class Weights:
         return self._base[name]
 
     def __setitem__(self, tensor: str, value: torch.Tensor) -> None:
+        self._written[self._writable(tensor, value)] = value
+
+    def _writable(self, tensor: str, value: torch.Tensor) -> str:
+        """The parameter name a write of `value` goes to; fails unless shape and dtype match."""
         name = self.name(tensor)
         old = self._base[name]
         if value.shape != old.shape or value.dtype != old.dtype:
@@ -127,7 +131,7 @@ class Weights:
                 f"tensor {tensor!r}: a transform wrote shape {list(value.shape)} "
                 f"{value.dtype}, the module holds {list(old.shape)} {old.dtype}"
             )
-        self._written[name] = value
+        return name
 
     @property
     def dtype(self) -> torch.dtype:
@@ -192,13 +196,8 @@ class InPlaceWeights(Weights):
     changed (the transform's copy semantics are lost, by design)."""
 
     def __setitem__(self, tensor: str, value: torch.Tensor) -> None:
-        name = self.name(tensor)
+        name = self._writable(tensor, value)
         old = self._base[name]
-        if value.shape != old.shape or value.dtype != old.dtype:
-            raise ValueError(
-                f"tensor {tensor!r}: a transform wrote shape {list(value.shape)} "
-                f"{value.dtype}, the module holds {list(old.shape)} {old.dtype}"
-            )
         with torch.no_grad():
             old.copy_(value)
         self._written[name] = old
