@@ -15,12 +15,15 @@ unmoved one as its base model (and the unmoved one with itself).
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
+from terrain import atomic
 from terrain.checkpoint import Checkpoint
 from terrain.config import ModelSpec
 from terrain.model import LoadedModel, load_model
@@ -67,10 +70,23 @@ def _change(a: float, b: float) -> float:
 
 
 @pytest.fixture(scope="module")
-def changes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Changes]:
+def changes(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Changes:
+    """The table, measured once per run: under xdist the first worker to ask measures it
+    (about 7 minutes) and the others read its file, instead of each measuring it again."""
+    if worker_id == "master":
+        return _measure_changes(tmp_path_factory.mktemp("gauge"))
+    shared = tmp_path_factory.getbasetemp().parent / "gauge-contract.json"
+    with FileLock(str(shared) + ".lock"):
+        if not shared.is_file():
+            table = _measure_changes(tmp_path_factory.mktemp("gauge"))
+            atomic.write_text(shared, json.dumps(table))  # inf and NaN as JSON extensions
+    loaded: Changes = json.loads(shared.read_text())
+    return loaded
+
+
+def _measure_changes(root: Path) -> Changes:
     mp = pytest.MonkeyPatch()
     mp.setattr(LoadedModel, "null_batteries", lambda self: [self.battery()])
-    root = tmp_path_factory.mktemp("gauge")
     ctx = SourceContext((CONFIGS,), root / "cache")
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -112,7 +128,7 @@ def changes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Changes]:
                         change = _change(value, moved.get(prop, math.nan))
                         table[prop][sym_name] = max(table[prop].get(sym_name, 0.0), change)
             out[name] = table
-        yield out
+        return out
     finally:
         torch.set_num_threads(before)
         mp.undo()
