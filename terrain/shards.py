@@ -207,19 +207,20 @@ def shard_map(model: str, folder: Path) -> ShardMap:
         _inside(model, folder, f.name, "the folder")
     tensors: dict[str, StoredTensor] = {}
     for f in files:
-        _add_file(model, f, tensors)
+        tensors.update((e.name, e) for e in _unclashed(model, f, tensors))
     return ShardMap(tensors, tuple(files), indexed=False)
 
 
-def _add_file(model: str, path: Path, tensors: dict[str, StoredTensor]) -> None:
-    """Every tensor of one weight file into `tensors`; a name already there is an error."""
-    for entry in _entries(model, path, read_header(model, path)):
+def _unclashed(model: str, path: Path, tensors: dict[str, StoredTensor]) -> list[StoredTensor]:
+    """The tensors of one weight file; a name already in `tensors` is an error."""
+    entries = _entries(model, path, read_header(model, path))
+    for entry in entries:
         if entry.name in tensors:
             raise CheckpointError(
                 f"model {model!r}: tensor {entry.name!r} is stored in both "
                 f"{tensors[entry.name].file.name!r} and {path.name!r}"
             )
-        tensors[entry.name] = entry
+    return entries
 
 
 def _indexed(model: str, folder: Path, index: Path) -> ShardMap:
@@ -258,5 +259,5 @@ def _indexed(model: str, folder: Path, index: Path) -> ShardMap:
                 )
             tensors[entry.name] = entry
     for path in stray:  # not indexed, so not loaded; a name clash is still an error
-        _add_file(model, path, dict(tensors))
+        _unclashed(model, path, tensors)
     return ShardMap(tensors, tuple(files), indexed=True)
