@@ -182,6 +182,32 @@ def test_a_tensor_stored_in_two_shards_is_refused(tmp_path: Path) -> None:
         Checkpoint(tmp_path, name="m").validate()
 
 
+def test_a_stray_file_repeating_an_indexed_tensor_is_refused(tmp_path: Path) -> None:
+    _sharded(
+        tmp_path,
+        {"model-00001-of-00001.safetensors": {"a": torch.zeros(2)}},
+        {"weight_map": {"a": "model-00001-of-00001.safetensors"}},
+    )
+    save_file({"a": torch.ones(2)}, str(tmp_path / "extra.safetensors"))
+    with pytest.raises(
+        CheckpointError,
+        match=r"tensor 'a' is stored in both 'model-00001-of-00001.safetensors' and "
+        r"'extra.safetensors'",
+    ):
+        Checkpoint(tmp_path, name="m").validate()
+
+
+def test_a_tensor_in_two_unindexed_files_is_refused(tmp_path: Path) -> None:
+    save_file({"a": torch.zeros(2)}, str(tmp_path / "one.safetensors"))
+    save_file({"a": torch.ones(2)}, str(tmp_path / "two.safetensors"))
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(
+        CheckpointError,
+        match=r"tensor 'a' is stored in both 'one.safetensors' and 'two.safetensors'",
+    ):
+        Checkpoint(tmp_path, name="m").validate()
+
+
 def test_a_tensor_named_twice_in_the_index_is_refused(tmp_path: Path) -> None:
     save_file({"a": torch.zeros(2)}, str(tmp_path / "s1.safetensors"))
     (tmp_path / "model.safetensors.index.json").write_text(
