@@ -13,6 +13,7 @@ import pytest
 from terrain.config import ModelSpec
 from terrain.devices import resolve_device
 from terrain.errors import TerrainError
+from terrain.memory import freeze_survivors
 from terrain.model import LoadedModel, load_model
 
 from .deltas import base_model
@@ -36,6 +37,9 @@ def model(request: pytest.FixtureRequest) -> LoadedModel:
     spec: ModelSpec = request.param
     run = settings(request.config)
     LOADS[spec.name] += 1
+    # Before the load (pytest released the previous model): the heap trims after each
+    # property then collect the model's objects, not every import's.
+    freeze_survivors()
     try:
         device = resolve_device(run.device)
         loaded = load_model(spec, run.context_for(spec), device=device, dtype=run.dtype)

@@ -16,6 +16,7 @@ counterpart is layer_variation (cross-layer similarity after the exact gauge).
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
@@ -130,8 +131,10 @@ def _evaluate(
             for r in roles
         },
     )
-    plot = layer_matrices(
-        {f"{r.stack}.{r.role}": r.matrix for r in roles}, f"{model.name}: layer × layer cosine"
+    plot = partial(
+        layer_matrices,
+        {f"{r.stack}.{r.role}": r.matrix for r in roles},
+        f"{model.name}: layer × layer cosine",
     )
     return kit.Evaluation(finding, (kit.Evidence("layer x layer cosine", plot),))
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
@@ -164,7 +165,8 @@ def relative_change(model: LoadedModel, expect: kit.Expectation | None) -> kit.E
         },
         tracked=_tracked_max(measured, lambda c: c.relative_change, "max_relative_change"),
     )
-    plot = change_heatmap(
+    plot = partial(
+        change_heatmap,
         _grids(deltas.changes),
         f"{model.name} against {deltas.base}: ‖W − W₀‖/‖W₀‖ per layer and role",
         "relative change",
@@ -224,7 +226,8 @@ def effective_rank(model: LoadedModel, expect: kit.Expectation | None) -> kit.Ev
         },
         tracked=_tracked_max(maps, _erank, "max_effective_rank"),
     )
-    plot = layer_curves(
+    plot = partial(
+        layer_curves,
         _by_role(maps, _erank),
         _by_role(maps, lambda c: mp[c.shape]),
         ylabel="effective rank of ΔW",
@@ -288,7 +291,8 @@ def alpha_shift(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evalu
             ).items()
         },
     )
-    plot = layer_curves(
+    plot = partial(
+        layer_curves,
         _by_role(kept, lambda c: alpha[c.tensor]),
         _by_role(kept, lambda c: base_alpha[c.tensor]),
         ylabel="power-law α",

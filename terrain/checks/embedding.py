@@ -19,6 +19,7 @@ dimension and std.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
 import torch
@@ -119,7 +120,8 @@ def participation_ratio(model: LoadedModel, expect: kit.Expectation | None) -> k
             **{f"dims_for_{k}": float(v) for k, v in geo.dims_for.items()},
         },
     )
-    plot = eigenspectra(
+    plot = partial(
+        eigenspectra,
         geo.eigenvalues,
         null.eigenvalues if null else geo.eigenvalues[:0],
         title=f"{model.name}: token-embedding covariance eigenvalues",
@@ -247,8 +249,11 @@ def pentachoron_cv(model: LoadedModel, expect: SimplexCVExpect | None) -> kit.Ev
             "null_covariance_matched": matched.as_dict(),
         },
     )
-    plot = volume_histogram(
-        measured.volumes, null.volumes, f"{model.name}: simplex volumes (N={measured.n_valid})"
+    plot = partial(
+        volume_histogram,
+        measured.volumes,
+        null.volumes,
+        f"{model.name}: simplex volumes (N={measured.n_valid})",
     )
     return kit.Evaluation(finding, (kit.Evidence("simplex volumes vs null", plot),))
 

@@ -26,6 +26,7 @@ All are gauge-dependent, as the spectra of single projections are (terrain/check
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -133,7 +134,8 @@ def alpha(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
         },
         tracked={f"{s.label} median_alpha": _finite_median(e.power_law.alpha) for s, e in shaped},
     )
-    plot = layer_curves(
+    plot = partial(
+        layer_curves,
         {s.label: (s.layers, list(e.power_law.alpha)) for s, e in shaped},
         {s.label: (s.layers, list(e.power_law.alpha)) for s, e in null_shaped},
         ylabel="power-law α",

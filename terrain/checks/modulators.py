@@ -16,6 +16,7 @@ reported.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -303,7 +304,9 @@ def sweep(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
         },
         tracked={f"alpha={a}": d[last] for a, d in first.items()},
     )
-    plot = sweep_plot(first, CLAIMED_BOUNDARY, f"{model.name}: LERP α sweep ({stack}, {label})")
+    plot = partial(
+        sweep_plot, first, CLAIMED_BOUNDARY, f"{model.name}: LERP α sweep ({stack}, {label})"
+    )
     return kit.Evaluation(finding, (kit.Evidence("alpha sweep of per-layer drift", plot),))
 
 

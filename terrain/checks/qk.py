@@ -15,6 +15,7 @@ positive share Σλ⁺/Σ|λ| of each head's residual form (measured).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -97,7 +98,8 @@ def _balance(model: LoadedModel, expect: kit.Expectation | None, *, cross: bool)
         },
     )
     title = "cross-attention sign balance" if cross else "sym(W_Q W_Kᵀ) sign balance"
-    plot = qk_sign_bars(
+    plot = partial(
+        qk_sign_bars,
         [f"{q.stack}.{q.layer}" for q in measured],
         [q.balance for q in measured],
         [q.balance for q in null],
@@ -201,7 +203,8 @@ def positive_mass(model: LoadedModel, expect: kit.Expectation | None) -> kit.Eva
             for q in measured
         },
     )
-    plot = qk_sign_bars(
+    plot = partial(
+        qk_sign_bars,
         [f"{q.stack}.{q.layer}" for q in measured],
         [float(np.mean(q.residual_positive_mass)) for q in measured],
         [float(np.mean(q.residual_positive_mass)) for q in null],

@@ -18,6 +18,7 @@ Layer geometry has no claim that holds independently of the model: measured, not
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from terrain.bootstrap import paired_interval
@@ -92,7 +93,8 @@ def digits(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation
             "null": null.as_dict(),
         },
     )
-    plot = digit_matrices(
+    plot = partial(
+        digit_matrices,
         measured.cosine,
         null.cosine,
         f"{model.name}: digit cosines (r={measured.correlation:.3f}, null {null.correlation:.3f})",
@@ -147,7 +149,8 @@ def categories(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evalua
     )
     names = measured.names
     null_by_name = {c.name: c for c in null.categories}
-    bars = interval_bars(
+    bars = partial(
+        interval_bars,
         [f"{c.name} ({len(c.words)}/{c.n_requested})" for c in measured.categories],
         {
             MODEL: (
@@ -165,7 +168,8 @@ def categories(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evalua
         "lift",
         reference=0.0,
     )
-    centroids = centroid_matrices(
+    centroids = partial(
+        centroid_matrices,
         names,
         measured.centroid_cosine,
         null.centroid_cosine,
@@ -208,7 +212,8 @@ def geometry(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluati
             "sentences": list(LAYER_SENTENCES),
         },
     )
-    plot = layer_curves(
+    plot = partial(
+        layer_curves,
         {k: v.as_dict() for k, v in curves.items()},
         f"{model.name}: layer geometry over {measured.n_tokens} tokens of "
         f"{measured.n_texts} sentences",

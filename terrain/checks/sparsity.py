@@ -11,6 +11,7 @@ Q/K gauge W_Q → A·W_Q changes every entry while the model computes the same f
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from pydantic import field_validator
@@ -101,7 +102,8 @@ def q_sparsity(model: LoadedModel, expect: QSparsityExpect | None) -> kit.Evalua
             "null_roles": {r: s.as_dict() for r, s in null_roles.items()},
         },
     )
-    plot = threshold_bars(
+    plot = partial(
+        threshold_bars,
         list(roles),
         {r: s.below for r, s in roles.items()},
         {r: s.below for r, s in null_roles.items()},
@@ -166,7 +168,8 @@ def weight_sparsity(model: LoadedModel, expect: kit.Expectation | None) -> kit.E
         },
     )
     labels = list(measured)
-    plot = threshold_bars(
+    plot = partial(
+        threshold_bars,
         labels,
         {r: measured[r].below for r in labels},
         {r: null[r].below for r in null},

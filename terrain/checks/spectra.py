@@ -17,6 +17,7 @@ form's spectrum (terrain/checks/qk.py) is the invariant counterpart.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -95,7 +96,8 @@ def stable_rank(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evalu
             **{f"{s.label} ratio_to_mp": float(np.mean(s.stable_rank_ratio())) for s in measured},
         },
     )
-    plot = layer_curves(
+    plot = partial(
+        layer_curves,
         {s.label: (s.layers, list(s.stable_rank_ratio())) for s in measured},
         {s.label: (s.layers, list(s.stable_rank_ratio())) for s in null},
         ylabel="stable rank / Marchenko–Pastur",
@@ -157,7 +159,8 @@ def participation_ratio(model: LoadedModel, expect: kit.Expectation | None) -> k
             },
         },
     )
-    plot = layer_curves(
+    plot = partial(
+        layer_curves,
         {s.label: (s.layers, list(s.participation_ratio_ratio())) for s in measured},
         {s.label: (s.layers, list(s.participation_ratio_ratio())) for s in null},
         ylabel="(Σσ)²/Σσ² / Marchenko–Pastur",
@@ -217,7 +220,8 @@ def condition_number(model: LoadedModel, expect: kit.Expectation | None) -> kit.
             if np.isfinite(s.spectra.condition).any()
         },
     )
-    plot = layer_curves(
+    plot = partial(
+        layer_curves,
         {s.label: (s.layers, list(np.log10(s.spectra.condition))) for s in measured},
         {s.label: (s.layers, list(np.log10(s.spectra.condition))) for s in null},
         ylabel="log10 condition number",

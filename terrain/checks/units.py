@@ -17,6 +17,7 @@ otherwise. The seed finds 0 mixed heads in T5's decoder; a random table is mostl
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -68,7 +69,8 @@ def dead_neurons(model: LoadedModel, expect: kit.Expectation | None) -> kit.Eval
             **{f"{m.stack}.{m.layer} dead_fraction": m.dead_fraction for m in measured},
         },
     )
-    plot = ratio_histogram(
+    plot = partial(
+        ratio_histogram,
         np.concatenate([m.importance / m.importance.mean() for m in measured]),
         np.concatenate([m.importance / m.importance.mean() for m in null]) if null else np.zeros(0),
         lines=(0.01, 0.10),
@@ -162,7 +164,8 @@ def gain_spread(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evalu
     )
     evidence: tuple[kit.Evidence, ...] = ()
     if by_role:
-        plot = layer_curves(
+        plot = partial(
+            layer_curves,
             {k: ([g.layer or 0 for g in v], [g.mean for g in v]) for k, v in by_role.items()},
             {k: ([g.layer or 0 for g in v], [g.mean for g in v]) for k, v in null_by_role.items()},
             ylabel="mean γ (bars of the spread in details)",
@@ -208,7 +211,8 @@ def gain_directions(model: LoadedModel, expect: kit.Expectation | None) -> kit.E
             },
         },
     )
-    plot = cosine_matrices(
+    plot = partial(
+        cosine_matrices,
         {k: d.cosine for k, d in directions.items()},
         f"{model.name}: cosine of unit gain directions across layers (null: 1 everywhere)",
     )
@@ -263,7 +267,8 @@ def mixed_heads(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evalu
         },
         tracked=tracked,
     )
-    plot = position_bias_heatmaps(
+    plot = partial(
+        position_bias_heatmaps,
         {f"{t.stack}.{t.layer}": t.table for t in tables},
         {f"{t.stack}.{t.layer}": t.table for t in null} if not model.random_init else {},
         f"{model.name}: relative position bias (heads × buckets)",

@@ -24,6 +24,7 @@ Sizes, from the environment: terrain/checks/wordnet_study.py.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from terrain.bootstrap import Interval, paired_interval
@@ -107,7 +108,8 @@ def _similarity(
             "pairs": "seeded random ordered pairs of distinct sampled synsets",
         },
     )
-    plot = similarity_scatter(
+    plot = partial(
+        similarity_scatter,
         cmp.similarities[similarity],
         {MODEL: cmp.model_cosines, NULL: cmp.null_cosines},
         f"{model.name}: cosine vs {label} (Spearman {measured.spearman:.3f}, "
@@ -162,7 +164,8 @@ def band_gradient(model: LoadedModel, expect: kit.Expectation | None) -> kit.Eva
     plots = [
         kit.Evidence(
             f"band means ({SIMILARITY_NAMES[s]})",
-            band_means(
+            partial(
+                band_means,
                 {
                     MODEL: [b.as_dict() for b in cmp.model.bands[s]],
                     NULL: [b.as_dict() for b in cmp.null.bands[s]],
@@ -207,7 +210,8 @@ def hypernym_decay(model: LoadedModel, expect: kit.Expectation | None) -> kit.Ev
             "difference_interval": diff.as_dict(),
         },
     )
-    plot = depth_curves(
+    plot = partial(
+        depth_curves,
         {k: v.as_dict() for k, v in decays.items()},
         f"{model.name}: cosine along {measured.n_chains} hypernym chains",
     )
@@ -250,7 +254,8 @@ def lexname_lift(model: LoadedModel, expect: kit.Expectation | None) -> kit.Eval
         },
     )
     files = sorted(measured.per_label, key=lambda k: -measured.per_label[k][0])
-    plot = interval_bars(
+    plot = partial(
+        interval_bars,
         [f"{f.split('.')[-1]} ({measured.per_label[f][0]})" for f in files],
         {
             MODEL: ([measured.per_label[f][1] - measured.different for f in files],) * 3,

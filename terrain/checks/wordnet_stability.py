@@ -6,6 +6,7 @@ sentence encoders, as a t interval of the per-seed paired differences that exclu
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from terrain.checks import kit
@@ -70,7 +71,8 @@ def stability(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluat
     plots = [
         kit.Evidence(
             f"per-seed {label}",
-            seed_strips(
+            partial(
+                seed_strips,
                 {
                     MODEL: s[f"model/{key}"].values,
                     NULL: s[f"null/{key}"].values,

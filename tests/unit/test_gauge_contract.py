@@ -26,6 +26,7 @@ from filelock import FileLock
 from terrain import atomic
 from terrain.checkpoint import Checkpoint
 from terrain.config import ModelSpec
+from terrain.memory import freeze_survivors
 from terrain.model import LoadedModel, load_model
 from terrain.modules import build_module
 from terrain.property import Gauge, NotApplicableError, Property, declarations
@@ -72,7 +73,7 @@ def _change(a: float, b: float) -> float:
 @pytest.fixture(scope="module")
 def changes(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Changes:
     """The table, measured once per run: under xdist the first worker to ask measures it
-    (about 7 minutes) and the others read its file, instead of each measuring it again."""
+    (about a minute) and the others read its file, instead of each measuring it again."""
     if worker_id == "master":
         return _measure_changes(tmp_path_factory.mktemp("gauge"))
     shared = tmp_path_factory.getbasetemp().parent / "gauge-contract.json"
@@ -90,48 +91,49 @@ def _measure_changes(root: Path) -> Changes:
     ctx = SourceContext((CONFIGS,), root / "cache")
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    out: Changes = {}
     try:
+        out: Changes = {}
         for name in FAMILIES:
-            replica = build_tiny(name, root / "cache")
-            module = build_module(
-                Checkpoint(replica, name=name),
-                dtype="float64",
-                device="cpu",
-                trust_remote_code=False,
-            )
-            generic_point(module, seed=3)
-            module.save_pretrained(root / name / "base", safe_serialization=True)
-            base = load_model(
-                ModelSpec(name=f"{name}-base", source=str(root / name / "base")),
-                ctx,
-                device="cpu",
-            )
-            base.base = base  # the deltas: the unmoved checkpoint against itself (all 0)
-            reference = _values(base)
-            found = symmetries(module, base.anatomy, dict(base.checkpoint.config))
-            found["composition"] = composition(found)
-            table: dict[str, dict[str, float]] = {p: {} for p in reference}
-            for sym_name, sym in found.items():
-                for seed in DRAWS:
-                    folder = root / name / f"{sym_name}-{seed}"
-                    if write_transformed(module, sym, seed=seed, out=folder) is not None:
-                        continue
-                    transformed = load_model(
-                        ModelSpec(name=f"{name}-{sym_name}-{seed}", source=str(folder)),
-                        ctx,
-                        device="cpu",
-                    )
-                    transformed.base = base  # what the symmetry moved, against the unmoved
-                    moved = _values(transformed)
-                    for prop, value in reference.items():
-                        change = _change(value, moved.get(prop, math.nan))
-                        table[prop][sym_name] = max(table[prop].get(sym_name, 0.0), change)
-            out[name] = table
+            # The previous family's models are gone: each battery's heap trims then
+            # collect this family's objects, not every import's.
+            freeze_survivors()
+            out[name] = _family_changes(name, root, ctx)
         return out
     finally:
         torch.set_num_threads(before)
         mp.undo()
+
+
+def _family_changes(name: str, root: Path, ctx: SourceContext) -> dict[str, dict[str, float]]:
+    """Property -> symmetry -> the largest relative change over the draws, for one family."""
+    replica = build_tiny(name, root / "cache")
+    module = build_module(
+        Checkpoint(replica, name=name), dtype="float64", device="cpu", trust_remote_code=False
+    )
+    generic_point(module, seed=3)
+    module.save_pretrained(root / name / "base", safe_serialization=True)
+    base = load_model(
+        ModelSpec(name=f"{name}-base", source=str(root / name / "base")), ctx, device="cpu"
+    )
+    base.base = base  # the deltas: the unmoved checkpoint against itself (all 0)
+    reference = _values(base)
+    found = symmetries(module, base.anatomy, dict(base.checkpoint.config))
+    found["composition"] = composition(found)
+    table: dict[str, dict[str, float]] = {p: {} for p in reference}
+    for sym_name, sym in found.items():
+        for seed in DRAWS:
+            folder = root / name / f"{sym_name}-{seed}"
+            if write_transformed(module, sym, seed=seed, out=folder) is not None:
+                continue
+            transformed = load_model(
+                ModelSpec(name=f"{name}-{sym_name}-{seed}", source=str(folder)), ctx, device="cpu"
+            )
+            transformed.base = base  # what the symmetry moved, against the unmoved
+            moved = _values(transformed)
+            for prop, value in reference.items():
+                change = _change(value, moved.get(prop, math.nan))
+                table[prop][sym_name] = max(table[prop].get(sym_name, 0.0), change)
+    return table
 
 
 def _declared(label: Gauge) -> list[str]:
