@@ -273,54 +273,43 @@ kit.declare(
         evaluate=weight_tying,
     )
 )
-kit.declare(
-    kit.Property(
-        name="embedding_participation_ratio",
-        statistic="participation ratio of the token-embedding covariance / dim",
-        claim="participation ratio (Σλ)²/Σλ² of the token-embedding covariance per dimension; "
-        "i.i.d. null 1/(1 + dim/tokens), asserted at random init",
-        source="seed notebook §2 (Qwen3.5-0.8B: 0.535)",
-        version=1,
-        tolerance=kit.Tolerance(abs=0.01),
-        domain=kit.FRACTION,
-        gauge=kit.Gauge.INVARIANT,
-        gauge_note=ROTATION_NOTE,
-        kind="weights",
-        evaluate=participation_ratio,
-    )
+# The token table's rotation-invariant statistics.
+TABLE = kit.Theme(
+    source="seed notebook §2",
+    tolerance=kit.Tolerance(abs=0.01),
+    gauge=kit.Gauge.INVARIANT,
+    gauge_note=ROTATION_NOTE,
+    kind="weights",
 )
-kit.declare(
-    kit.Property(
-        name="embedding_mean_cosine",
-        statistic="mean pairwise cosine of sampled token embeddings",
-        claim="mean pairwise cosine of token embeddings over a seeded sample; analytic null 0 "
-        "(sd 1/√dim per pair), asserted at random init",
-        source="seed notebook §2 (Qwen3.5-0.8B: 0.195)",
-        version=1,
-        # Sampled: within its interval; its exact companions (norms, cosine sd) to rounding,
-        # which moves with the summation order of the linear-algebra library.
-        tolerance=kit.Tolerance(abs=1e-9),
-        domain=kit.COSINE,
-        gauge=kit.Gauge.INVARIANT,
-        gauge_note=ROTATION_NOTE,
-        kind="weights",
-        evaluate=mean_cosine,
-    )
+TABLE.declare(
+    "embedding_participation_ratio",
+    "participation ratio of the token-embedding covariance / dim",
+    "participation ratio (Σλ)²/Σλ² of the token-embedding covariance per dimension; "
+    "i.i.d. null 1/(1 + dim/tokens), asserted at random init",
+    participation_ratio,
+    kit.FRACTION,
+    source="seed notebook §2 (Qwen3.5-0.8B: 0.535)",
 )
-kit.declare(
-    kit.Property(
-        name="simplex_cv",
-        statistic="CV of Cayley–Menger volumes of N seeded random 5-token simplices",
-        claim="the CV of 4-simplex volumes of the token embedding lies in the model's band",
-        source="seed notebook §1: 0.20–0.23 for T5-small (the seed's own models only)",
-        version=1,
-        # Sampled: compared within the combined confidence interval, plus this margin.
-        tolerance=kit.Tolerance(abs=0.0),
-        domain=kit.NONNEGATIVE,
-        gauge=kit.Gauge.INVARIANT,
-        gauge_note=ROTATION_NOTE,
-        kind="weights",
-        evaluate=pentachoron_cv,
-        expect=SimplexCVExpect,
-    )
+TABLE.declare(
+    "embedding_mean_cosine",
+    "mean pairwise cosine of sampled token embeddings",
+    "mean pairwise cosine of token embeddings over a seeded sample; analytic null 0 "
+    "(sd 1/√dim per pair), asserted at random init",
+    mean_cosine,
+    kit.COSINE,
+    source="seed notebook §2 (Qwen3.5-0.8B: 0.195)",
+    # Sampled: within its interval; its exact companions (norms, cosine sd) to rounding,
+    # which moves with the summation order of the linear-algebra library.
+    tolerance=kit.Tolerance(abs=1e-9),
+)
+TABLE.declare(
+    "simplex_cv",
+    "CV of Cayley–Menger volumes of N seeded random 5-token simplices",
+    "the CV of 4-simplex volumes of the token embedding lies in the model's band",
+    pentachoron_cv,
+    kit.NONNEGATIVE,
+    SimplexCVExpect,
+    source="seed notebook §1: 0.20–0.23 for T5-small (the seed's own models only)",
+    # Sampled: compared within the combined confidence interval, plus this margin.
+    tolerance=kit.Tolerance(abs=0.0),
 )

@@ -102,9 +102,10 @@ class Theme:
         *,
         source: str | None = None,
         tolerance: Tolerance | None = None,
+        gauge_note: str | None = None,
     ) -> Property:
         """Declare one property of the theme (`expect`: its models-file schema; `source`,
-        `tolerance`: the property's own, where they are not the theme's)."""
+        `tolerance`, `gauge_note`: the property's own, where they are not the theme's)."""
         return declare(
             Property(
                 name=name,
@@ -115,7 +116,7 @@ class Theme:
                 tolerance=self.tolerance if tolerance is None else tolerance,
                 domain=domain,
                 gauge=self.gauge,
-                gauge_note=self.gauge_note,
+                gauge_note=self.gauge_note if gauge_note is None else gauge_note,
                 kind=self.kind,
                 evaluate=evaluate,
                 expect=expect,

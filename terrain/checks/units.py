@@ -284,38 +284,32 @@ GAIN_GAUGE = (
     "a residual rotation folds the gains into their readers: after it every gain is 1, so "
     "gain statistics describe the parametrisation of RMSNorm models"
 )
-kit.declare(
-    kit.Property(
-        name="mlp_dead_neurons",
-        statistic="share of MLP units with combined norm < 1% of the layer mean",
-        claim="share of MLP hidden units whose combined norm (up·down, gated: gate·up·down) "
-        "is below 1% of their layer's mean; none at random init",
-        source="seed notebook §4–6",
-        version=1,
-        tolerance=kit.Tolerance(abs=0.005),
-        domain=kit.FRACTION,
-        gauge=kit.Gauge.INVARIANT,
-        gauge_note=UNIT_GAUGE + "; a unit permutation only reorders them",
-        kind="weights",
-        evaluate=dead_neurons,
-    )
+# Shares of MLP units that a trained model has shut, and a random init has not.
+MLP_UNITS = kit.Theme(
+    source="seed notebook §4–6",
+    tolerance=kit.Tolerance(abs=0.005),
+    gauge=kit.Gauge.INVARIANT,
+    gauge_note=UNIT_GAUGE + "; a unit permutation only reorders them",
+    kind="weights",
 )
-kit.declare(
-    kit.Property(
-        name="mlp_dead_gates",
-        statistic="share of gated MLP units with gate norm < 1% of the layer mean",
-        claim="gated MLPs: share of units whose gate row alone is below 1% of the mean gate "
-        "norm (the unit is shut whatever its up and down weights); none at random init",
-        source="seed notebook §6 (T5 v1.1 gated units)",
-        version=1,
-        tolerance=kit.Tolerance(abs=0.005),
-        domain=kit.FRACTION,
-        gauge=kit.Gauge.INVARIANT,
-        gauge_note="the gated scaling symmetry acts on the linear branch only; the gate's "
-        "rows are moved only by unit permutations, which reorder them",
-        kind="weights",
-        evaluate=dead_gates,
-    )
+MLP_UNITS.declare(
+    "mlp_dead_neurons",
+    "share of MLP units with combined norm < 1% of the layer mean",
+    "share of MLP hidden units whose combined norm (up·down, gated: gate·up·down) "
+    "is below 1% of their layer's mean; none at random init",
+    dead_neurons,
+    kit.FRACTION,
+)
+MLP_UNITS.declare(
+    "mlp_dead_gates",
+    "share of gated MLP units with gate norm < 1% of the layer mean",
+    "gated MLPs: share of units whose gate row alone is below 1% of the mean gate "
+    "norm (the unit is shut whatever its up and down weights); none at random init",
+    dead_gates,
+    kit.FRACTION,
+    source="seed notebook §6 (T5 v1.1 gated units)",
+    gauge_note="the gated scaling symmetry acts on the linear branch only; the gate's "
+    "rows are moved only by unit permutations, which reorder them",
 )
 GAINS = kit.Theme(
     source="seed notebook §4 (LayerNorm learned scales)",
