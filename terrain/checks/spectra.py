@@ -17,10 +17,12 @@ form's spectrum (terrain/checks/qk.py) is the invariant counterpart.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
 
 from terrain.checks import kit
 from terrain.measures.spectra import (
@@ -71,18 +73,45 @@ def _ratio_null(model: LoadedModel, ratio: str) -> kit.Null | None:
     return kit.Null(1.0, MP_NULL)
 
 
+def _mp_band(model: LoadedModel, tol: float) -> kit.Expected | None:
+    """The finite-size band around the Marchenko–Pastur value, asserted at random init."""
+    return kit.Expected(1 - tol, 1 + tol, MP_SOURCE) if model.random_init else None
+
+
+def _per_layer(
+    model: LoadedModel,
+    roles: tuple[list[RoleSpectra], list[RoleSpectra]],
+    values: Callable[[RoleSpectra], NDArray[np.float64]],
+    what: str,
+    ylabel: str,
+    *,
+    ratio_to_mp: bool,
+) -> kit.Evidence:
+    """Each projection role's per-layer `values`, model (solid) against the null seed's
+    (dashed); a ratio to Marchenko–Pastur has the law as a second null, drawn at 1."""
+    measured, null = roles
+    plot = partial(
+        layer_curves,
+        {s.label: (s.layers, list(values(s))) for s in measured},
+        {s.label: (s.layers, list(values(s))) for s in null},
+        ylabel=ylabel,
+        title=f"{model.name}: {what} per layer",
+        reference=1.0 if ratio_to_mp else None,
+        reference_label="Marchenko–Pastur" if ratio_to_mp else "",
+    )
+    return kit.Evidence(f"{what} per layer against the null{'s' if ratio_to_mp else ''}", plot)
+
+
 def stable_rank(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     measured = _measured(model)
     null = projections(model.null_batteries()[0])
     n_min = min(s.spectra.n for s in measured)
-    tol = stable_rank_tolerance(n_min)
-    default = kit.Expected(1 - tol, 1 + tol, MP_SOURCE) if model.random_init else None
     finding = kit.Finding(
         model=model.name,
         property="spectral_stable_rank",
         statistic="median over projection matrices of stable rank / Marchenko–Pastur value",
         value=_median([s.stable_rank_ratio() for s in measured]),
-        expected=kit.band(expect, default),
+        expected=kit.band(expect, _mp_band(model, stable_rank_tolerance(n_min))),
         null=_ratio_null(model, "stable_rank_ratio"),
         n=sum(len(s.layers) for s in measured),
         random_init=model.random_init,
@@ -96,30 +125,27 @@ def stable_rank(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evalu
             **{f"{s.label} ratio_to_mp": float(np.mean(s.stable_rank_ratio())) for s in measured},
         },
     )
-    plot = partial(
-        layer_curves,
-        {s.label: (s.layers, list(s.stable_rank_ratio())) for s in measured},
-        {s.label: (s.layers, list(s.stable_rank_ratio())) for s in null},
-        ylabel="stable rank / Marchenko–Pastur",
-        title=f"{model.name}: stable rank per layer",
-        reference=1.0,
-        reference_label="Marchenko–Pastur",
+    evidence = _per_layer(
+        model,
+        (measured, null),
+        RoleSpectra.stable_rank_ratio,
+        "stable rank",
+        "stable rank / Marchenko–Pastur",
+        ratio_to_mp=True,
     )
-    return kit.Evaluation(finding, (kit.Evidence("stable rank per layer against the nulls", plot),))
+    return kit.Evaluation(finding, (evidence,))
 
 
 def participation_ratio(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     measured = _measured(model)
     null = projections(model.null_batteries()[0])
     n_min = min(s.spectra.n for s in measured)
-    tol = participation_tolerance(n_min)
-    default = kit.Expected(1 - tol, 1 + tol, MP_SOURCE) if model.random_init else None
     finding = kit.Finding(
         model=model.name,
         property="spectral_participation_ratio",
         statistic="median over projection matrices of (Σσ)²/Σσ² / Marchenko–Pastur value",
         value=_median([s.participation_ratio_ratio() for s in measured]),
-        expected=kit.band(expect, default),
+        expected=kit.band(expect, _mp_band(model, participation_tolerance(n_min))),
         null=_ratio_null(model, "participation_ratio_ratio"),
         n=sum(len(s.layers) for s in measured),
         random_init=model.random_init,
@@ -159,18 +185,15 @@ def participation_ratio(model: LoadedModel, expect: kit.Expectation | None) -> k
             },
         },
     )
-    plot = partial(
-        layer_curves,
-        {s.label: (s.layers, list(s.participation_ratio_ratio())) for s in measured},
-        {s.label: (s.layers, list(s.participation_ratio_ratio())) for s in null},
-        ylabel="(Σσ)²/Σσ² / Marchenko–Pastur",
-        title=f"{model.name}: participation ratio per layer",
-        reference=1.0,
-        reference_label="Marchenko–Pastur",
+    evidence = _per_layer(
+        model,
+        (measured, null),
+        RoleSpectra.participation_ratio_ratio,
+        "participation ratio",
+        "(Σσ)²/Σσ² / Marchenko–Pastur",
+        ratio_to_mp=True,
     )
-    return kit.Evaluation(
-        finding, (kit.Evidence("participation ratio per layer against the nulls", plot),)
-    )
+    return kit.Evaluation(finding, (evidence,))
 
 
 def _log10_conditions(roles: list[RoleSpectra]) -> tuple[np.ndarray, int]:
@@ -220,16 +243,15 @@ def condition_number(model: LoadedModel, expect: kit.Expectation | None) -> kit.
             if np.isfinite(s.spectra.condition).any()
         },
     )
-    plot = partial(
-        layer_curves,
-        {s.label: (s.layers, list(np.log10(s.spectra.condition))) for s in measured},
-        {s.label: (s.layers, list(np.log10(s.spectra.condition))) for s in null},
-        ylabel="log10 condition number",
-        title=f"{model.name}: condition number per layer",
+    evidence = _per_layer(
+        model,
+        (measured, null),
+        lambda s: np.log10(s.spectra.condition),
+        "condition number",
+        "log10 condition number",
+        ratio_to_mp=False,
     )
-    return kit.Evaluation(
-        finding, (kit.Evidence("condition number per layer against the null", plot),)
-    )
+    return kit.Evaluation(finding, (evidence,))
 
 
 SPECTRA = kit.Theme(
