@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from terrain.checks import crosslayer
 from terrain.config import ModelSpec
 from terrain.memory import freeze_survivors, trim_heap
 from terrain.model import LoadedModel, load_model
 from terrain.property import declarations
+from terrain.report.plots import layer_matrices
 from terrain.sources import SourceContext
 from tests.conftest import CONFIGS
 
@@ -24,13 +24,12 @@ def test_a_property_draws_its_plot_only_when_its_evidence_is_read(
     tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     drawn: list[str] = []
-    draw = crosslayer.layer_matrices
 
     def counting(*args: Any, **kwargs: Any) -> str:
         drawn.append(args[1])
-        return draw(*args, **kwargs)
+        return layer_matrices(*args, **kwargs)
 
-    monkeypatch.setattr(crosslayer, "layer_matrices", counting)
+    monkeypatch.setattr("terrain.checks.crosslayer.layer_matrices", counting)
     monkeypatch.setattr(LoadedModel, "null_batteries", lambda self: [self.battery()])
     ctx = SourceContext((CONFIGS,), tmp_path / "cache")
     model = load_model(ModelSpec(name="bert-tiny", source=str(tiny_bert)), ctx, device="cpu")
