@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
@@ -204,7 +205,7 @@ class Checkpoint:
         (at least one row), in row order."""
         shape = self._entry(name).shape
         n_rows = shape[0] if shape else 1
-        row_values = max(1, _numel(shape[1:]))
+        row_values = max(1, math.prod(shape[1:]))
         step = max(1, max_bytes // (row_values * torch.empty((), dtype=dtype).element_size()))
         for start in range(0, n_rows, step):
             yield start, self.rows(name, start, min(n_rows, start + step), dtype)
@@ -252,10 +253,3 @@ _ITEM_BYTES = {
     "F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2,
     "I16": 2, "U16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I8": 1, "U8": 1, "BOOL": 1,
 }  # fmt: skip
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n

@@ -16,6 +16,7 @@ that a streaming pass reads each file front to back once.
 from __future__ import annotations
 
 import json
+import math
 import stat
 import struct
 from collections.abc import Mapping
@@ -44,10 +45,7 @@ class StoredTensor:
 
     @property
     def numel(self) -> int:
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
+        return math.prod(self.shape)
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ The splits of fused tensors and the checks against the config are in anatomy/sha
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -268,13 +269,13 @@ class Anatomy:
         for r in self.roles:
             key = f"{r.stack}.{r.role}.{r.kind}"
             by_role[key] += 1
-            params[key] += _numel(r.shape(shapes[r.tensor]))
+            params[key] += math.prod(r.shape(shapes[r.tensor]))
         out: dict[str, Any] = {
             "family": self.family,
             "tensors": len(shapes),
             "claimed": len({r.tensor for r in self.roles}),
             "unclaimed": dict(sorted(self.unclaimed.items())),
-            "parameters": sum(_numel(s) for s in shapes.values()),
+            "parameters": sum(math.prod(s) for s in shapes.values()),
             "layers": dict(self.dims.layers),
             "heads": self.dims.n_heads,
             "kv_heads": self.dims.n_kv_heads,
@@ -288,13 +289,6 @@ class Anatomy:
         if self.dims.layer_types:
             out["layer_types"] = {k: list(v) for k, v in sorted(self.dims.layer_types.items())}
         return out
-
-
-def _numel(shape: Sequence[int]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
 
 
 def classify(

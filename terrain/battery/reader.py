@@ -9,6 +9,7 @@ supplied here when a source lacks it: the read order, raw stored tensors and row
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -44,7 +45,7 @@ class Reader:
         fn = getattr(self.source, "nbytes", None)
         if fn is not None:
             return int(fn(name))
-        return _numel(self.source.tensor_shapes()[name]) * 4
+        return math.prod(self.source.tensor_shapes()[name]) * 4
 
     def count(self, name: str, stage: str = "weights") -> None:
         """One read of a tensor's stored bytes by one pass."""
@@ -72,7 +73,7 @@ class Reader:
         rows_fn: Any = getattr(source, "rows", None)
         shape = source.tensor_shapes()[entry.tensor]
         n_rows = shape[0] if shape else 1
-        row_bytes = max(1, _numel(shape[1:])) * 4
+        row_bytes = max(1, math.prod(shape[1:])) * 4
         step = max(1, self.chunk_bytes // row_bytes)
         if entry.is_view or rows_fn is None or step >= n_rows:
 
@@ -86,10 +87,3 @@ class Reader:
                 yield rows_fn(entry.tensor, start, min(n_rows, start + step), dtype)
 
         return sliced
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n

@@ -11,6 +11,7 @@ the window's token rows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -144,7 +145,7 @@ class ForwardRunner:
                         model.checkpoint.fingerprint,
                         model.name,
                     )
-                    n = sum(_numel(s) for s in window.checkpoint.tensor_shapes().values())
+                    n = sum(math.prod(s) for s in window.checkpoint.tensor_shapes().values())
                     chosen, why = self.dtype_for(n, dtype)
                     raw = _seeded_inputs(model, chosen)
                     inputs = remap_ids(raw, plan.tokens) if plan.tokens else raw
@@ -196,13 +197,6 @@ def no_module(family: str) -> str | None:
     if isinstance(get_family(family).module, Absent):
         return f"the {family} layout has no transformers module to run"
     return None
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
 
 
 def _seeded_inputs(model: LoadedModel, dtype: torch.dtype) -> dict[str, Any]:

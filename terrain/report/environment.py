@@ -33,20 +33,27 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-@functools.cache
-def git_commit(root: Path) -> str | None:
+def _git(root: Path, args: list[str], timeout: float) -> str | None:
+    """What `git args` prints in root, or None where git could not run, took too long or
+    failed (outside a checkout)."""
     try:
         done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
+            ["git", *args],
             cwd=root,
             capture_output=True,
             text=True,
-            timeout=10,
+            timeout=timeout,
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
+    return done.stdout if done.returncode == 0 else None
+
+
+@functools.cache
+def git_commit(root: Path) -> str | None:
+    out = _git(root, ["rev-parse", "HEAD"], timeout=10)
+    return (out or "").strip() or None
 
 
 def git_state(root: Path) -> tuple[str | None, bool | None]:
@@ -55,18 +62,8 @@ def git_state(root: Path) -> tuple[str | None, bool | None]:
     commit = git_commit(root)
     if commit is None:
         return None, None
-    try:
-        done = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=normal"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return commit, None
-    return commit, bool(done.stdout.strip()) if done.returncode == 0 else None
+    out = _git(root, ["status", "--porcelain", "--untracked-files=normal"], timeout=30)
+    return commit, None if out is None else bool(out.strip())
 
 
 def environment(root: Path) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from terrain.symmetry.layout import (
     Symmetry,
     Transform,
 )
-from terrain.symmetry.weights import Weights
+from terrain.symmetry.weights import Projection, Weights
 
 QK = "qk_gauge"
 VO = "vo_gauge"
@@ -68,12 +68,11 @@ def _map_rows(W: torch.Tensor, maps: Sequence[torch.Tensor], d: int, per: int) -
     return out
 
 
-def _map_vec(
-    b: torch.Tensor | None, maps: Sequence[torch.Tensor], d: int, per: int
-) -> torch.Tensor | None:
-    if b is None:
-        return None
-    return _map_rows(b.unsqueeze(1), maps, d, per).squeeze(1)
+def _map_heads(w: Weights, p: Projection, maps: Sequence[torch.Tensor], d: int, per: int) -> None:
+    """The same on map p's rows and on its bias, when it has one."""
+    W, b = w.read(p)
+    mapped_b = None if b is None else _map_rows(b.unsqueeze(1), maps, d, per).squeeze(1)
+    w.write(p, _map_rows(W, maps, d, per), mapped_b)
 
 
 def apply_qk(
@@ -84,11 +83,9 @@ def apply_qk(
 ) -> None:
     """q head h → q_maps[h // group]; k head g → k_maps[g] (None: K untouched)."""
     d, per = lay.d_head, lay.group
-    Wq, bq = w.read(lay.q)
-    w.write(lay.q, _map_rows(Wq, q_maps, d, per), _map_vec(bq, q_maps, d, per))
+    _map_heads(w, lay.q, q_maps, d, per)
     if k_maps is not None:
-        Wk, bk = w.read(lay.k)
-        w.write(lay.k, _map_rows(Wk, k_maps, d, 1), _map_vec(bk, k_maps, d, 1))
+        _map_heads(w, lay.k, k_maps, d, 1)
 
 
 def _inverse_transposes(maps: GroupMaps) -> GroupMaps:
@@ -287,8 +284,7 @@ def apply_vo(
 ) -> None:
     """value head g → v_maps[g]; O's columns of query head h → · o_maps[h]⁻¹ (None: O kept)."""
     d = lay.d_head
-    Wv, bv = w.read(lay.v)
-    w.write(lay.v, _map_rows(Wv, v_maps, d, 1), _map_vec(bv, v_maps, d, 1))
+    _map_heads(w, lay.v, v_maps, d, 1)
     if o_maps is None:
         return
     Wo, bo = w.read(lay.o)
@@ -314,13 +310,8 @@ def _vo_symmetry(layouts: Sequence[AttentionLayout]) -> Transform:
             else:
                 pairs = [_monomial(lay.d_head, gen) for _ in range(lay.n_kv_heads)]
                 maps = [m for m, _ in pairs]
-                G, bg = w.read(lay.output_gate)
                 perms = [p for _, p in pairs]
-                w.write(
-                    lay.output_gate,
-                    _map_rows(G, perms, lay.d_head, lay.group),
-                    _map_vec(bg, perms, lay.d_head, lay.group),
-                )
+                _map_heads(w, lay.output_gate, perms, lay.d_head, lay.group)
             apply_vo(w, lay, maps, [maps[h // lay.group] for h in range(lay.n_heads)])
 
     return transform

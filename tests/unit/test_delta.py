@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from terrain.anatomy import Anatomy, TensorRole, build_anatomy
 from terrain.anatomy.base import Dimensions
+from terrain.anatomy.meta import MetaSource
 from terrain.checkpoint import Checkpoint
 from terrain.checks.delta import UpperBound
 from terrain.config import ModelSpec, parse_models
@@ -27,21 +27,11 @@ from tests.conftest import CONFIGS
 Q0 = "encoder.layer.0.attention.self.query.weight"
 
 
-class _Shapes:
-    """A tensor source of shapes only (pairing reads no values)."""
-
-    def __init__(self, name: str, shapes: Mapping[str, tuple[int, ...]]) -> None:
-        self._name, self._shapes = name, dict(shapes)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def tensor_shapes(self) -> Mapping[str, tuple[int, ...]]:
-        return self._shapes
+class _Shapes(MetaSource):
+    """A tensor source of shapes only (pairing reads no values): zeros where one is read."""
 
     def tensor(self, name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        return torch.zeros(self._shapes[name], dtype=dtype)
+        return torch.zeros(self.tensor_shapes()[name], dtype=dtype)
 
 
 def _anatomy(

@@ -57,6 +57,7 @@ from terrain.measures.esd.common import (
     eigenvalue_rows,
     json_float,
     matrix_dims,
+    measurable,
     one_spectrum,
     row_problem,
     statuses,
@@ -184,8 +185,7 @@ def mp_bulk_rows(
     problems: list[str | None] = [row_problem(r) for r in lam]
     if small < MIN_BULK:
         problems = [p or f"{small} eigenvalues, a bulk needs {MIN_BULK}" for p in problems]
-    bad = np.array([p is not None for p in problems])
-    lam = np.where(bad[:, None], 1.0, np.maximum(lam, 0.0))
+    lam, bad = measurable(lam, problems)
     if small < MIN_BULK:
         variance = np.full(count, np.nan)
     else:

@@ -126,6 +126,16 @@ def row_problem(row: NDArray[np.float64]) -> str | None:
     return None
 
 
+def measurable(
+    lam: NDArray[np.float64], problems: Sequence[str | None]
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """(rows, bad): the rows to compute on and which of them have a problem. A bad row is
+    replaced by ones so that nothing warns (its results are set to NaN after); negative
+    eigenvalues count as 0."""
+    bad = np.array([p is not None for p in problems])
+    return np.where(bad[:, None], 1.0, np.maximum(lam, 0.0)), bad
+
+
 def json_float(x: float) -> float | None:
     """A float for JSON: NaN and ±inf (not JSON numbers) become None."""
     x = float(x)

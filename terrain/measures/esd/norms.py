@@ -47,6 +47,7 @@ from terrain.measures.esd.common import (
     eigenvalue_rows,
     json_float,
     matrix_dims,
+    measurable,
     one_spectrum,
     row_problem,
     statuses,
@@ -121,9 +122,7 @@ def esd_norms_rows(
     count = lam.shape[0]
     alphas = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (count,))
     problems = [row_problem(r) for r in lam]
-    bad = np.array([p is not None for p in problems])
-    # Measured rows only: a bad row is replaced by ones so that nothing warns, then NaN.
-    lam = np.where(bad[:, None], 1.0, np.maximum(lam, 0.0))
+    lam, bad = measurable(lam, problems)
     top = lam[:, -1]
     total = lam.sum(axis=1)
     relative = max(big * _EPS64, math.sqrt(small * _EPS64)) if from_gram else big * _EPS64
