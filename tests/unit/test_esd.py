@@ -349,6 +349,14 @@ def test_shuffle_is_seeded_and_a_permutation() -> None:
     assert a.shape == w.shape
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_shuffle_is_the_entries_gathered_by_the_seeds_permutation(dtype: type) -> None:
+    """The permutation every recorded trap was measured with: a[PCG64(seed).permutation]."""
+    w = np.random.default_rng(8).standard_normal((40, 90)).astype(dtype)
+    expected = w.reshape(-1)[np.random.Generator(np.random.PCG64(5)).permutation(w.size)]
+    assert np.array_equal(shuffled(w, 5), expected.reshape(w.shape))
+
+
 @pytest.mark.parametrize("shape", [(300, 300), (600, 200), (200, 600)])
 def test_traps_reproducible_absent_for_gaussian_present_for_huge_entries(
     shape: tuple[int, int],
