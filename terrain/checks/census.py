@@ -32,15 +32,13 @@ def anatomy_census(model: LoadedModel, expect: kit.Expectation | None) -> kit.Ev
         if census["by_role"].get(role) != predicted["by_role"].get(role)
     }
     default = kit.Expected(1.0, 1.0, "the config's own module, built on the meta device")
-    finding = kit.Finding(
-        model=model.name,
-        property="anatomy_census",
-        statistic="fraction of roles whose tensor and parameter counts match the config",
+    finding = kit.finding(
+        model,
+        "anatomy_census",
         value=1.0 - len(differ) / len(roles) if roles else math.nan,
         expected=kit.band(expect, default),
         null=None,  # a count of the checkpoint's own tensors: no null model applies
         n=census["tensors"],
-        random_init=model.random_init,
         details={
             "census": census,
             "differences": differ,

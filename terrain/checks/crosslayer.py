@@ -104,15 +104,14 @@ def _evaluate(
             p_value=max_z_pvalue(max_z, pairs),
             p_method=f"exact law of the largest of {pairs} independent |z| = |cos|·√n",
         )
-    finding = kit.Finding(
-        model=model.name,
-        property=prop,
+    finding = kit.finding(
+        model,
+        prop,
         statistic=f"max |cos| of adjacent-layer weights, {what} ({worst.stack}.{worst.role})",
         value=worst.max_abs_adjacent,
         expected=kit.Expected(None, bound, source),
         null=null,
         n=worst.n,
-        random_init=model.random_init,
         details={
             "worst": f"{worst.stack}.{worst.role}",
             "adjacent_pairs": pairs,

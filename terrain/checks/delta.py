@@ -143,16 +143,15 @@ def relative_change(model: LoadedModel, expect: kit.Expectation | None) -> kit.E
     worst = max(measured, key=lambda c: c.relative_change)
     expected = _expected(expect)
     beyond, words = _beyond(measured, expected, lambda c: c.relative_change)
-    finding = kit.Finding(
-        model=model.name,
-        property="delta_relative_change",
+    finding = kit.finding(
+        model,
+        "delta_relative_change",
         statistic=f"largest relative change ‖W − W₀‖/‖W₀‖ of {len(measured)} tensors against "
         f"base {deltas.base!r}{words}; the largest at {worst.label} ({worst.tensor!r})",
         value=worst.relative_change,
         expected=expected,
         null=kit.Null(math.sqrt(2.0), UNRELATED),
         n=len(measured),
-        random_init=model.random_init,
         details={
             **_common(deltas),
             "largest": worst.label,
@@ -207,16 +206,15 @@ def effective_rank(model: LoadedModel, expect: kit.Expectation | None) -> kit.Ev
     beyond, words = _beyond(maps, expected, _erank)
     mp = {shape: marchenko_pastur_effective_rank(*shape) for shape in {c.shape for c in maps}}
     assert worst.spectrum is not None
-    finding = kit.Finding(
-        model=model.name,
-        property="delta_effective_rank",
+    finding = kit.finding(
+        model,
+        "delta_effective_rank",
         statistic=f"largest effective rank of ΔW = W − W₀ over {len(maps)} maps against base "
         f"{deltas.base!r}{words}; the largest at {worst.label} (n = {worst.spectrum.n})",
         value=_erank(worst),
         expected=expected,
         null=kit.Null(max(mp.values()), MP_UNRELATED),
         n=len(maps),
-        random_init=model.random_init,
         details={
             **_common(deltas),
             "definition": "Roy and Vetterli 2007: exp of the entropy of σ/Σσ of ΔW; 0 for ΔW = 0",
@@ -266,15 +264,14 @@ def alpha_shift(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evalu
     alpha = {c.tensor: a for c, a, _ in fitted}
     base_alpha = {c.tensor: a0 for c, _, a0 in fitted}
     kept = [c for c, _, _ in fitted]
-    finding = kit.Finding(
-        model=model.name,
-        property="delta_alpha",
+    finding = kit.finding(
+        model,
+        "delta_alpha",
         statistic=f"median over {len(fitted)} maps of α(W) − α(W₀) against base {deltas.base!r}",
         value=float(np.median(shifts)),
         expected=_expected(expect),
         null=None,
         n=len(fitted),
-        random_init=model.random_init,
         details={
             **_common(deltas),
             "null_note": "no chance model: an unchanged map gives 0",

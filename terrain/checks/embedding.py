@@ -66,15 +66,13 @@ def weight_tying(model: LoadedModel, expect: kit.Expectation | None) -> kit.Eval
     if tying is None or not tying.pairs:
         raise kit.NotApplicableError(f"model {model.name!r}: one token table and no LM head to tie")
     default = kit.Expected(1.0, 1.0, "config.json tie_word_embeddings and the loader's tying")
-    finding = kit.Finding(
-        model=model.name,
-        property="weight_tying",
-        statistic="share of token-table copies and LM head consistent with the config's tying",
+    finding = kit.finding(
+        model,
+        "weight_tying",
         value=tying.consistent_fraction,
         expected=kit.band(expect, default),
         null=None,  # a fact of the checkpoint's own layout: no null model applies
         n=len(tying.pairs),
-        random_init=model.random_init,
         details=tying.as_dict(),
         tracked={f"{p.table} consistent": float(p.consistent) for p in tying.pairs},
     )
@@ -99,15 +97,13 @@ def participation_ratio(model: LoadedModel, expect: kit.Expectation | None) -> k
         if model.random_init
         else None
     )
-    finding = kit.Finding(
-        model=model.name,
-        property="embedding_participation_ratio",
-        statistic="participation ratio of the token-embedding covariance / dim",
+    finding = kit.finding(
+        model,
+        "embedding_participation_ratio",
         value=geo.pr_over_dim,
         expected=kit.band(expect, default),
         null=_geometry_null(model, "pr_over_dim", analytic, "1/(1+D/N)"),
         n=geo.n_tokens,
-        random_init=model.random_init,
         details={
             **geo.as_dict(),
             "analytic_null_pr_over_dim": analytic,
@@ -141,17 +137,15 @@ def mean_cosine(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evalu
         if model.random_init
         else None
     )
-    finding = kit.Finding(
-        model=model.name,
-        property="embedding_mean_cosine",
-        statistic="mean pairwise cosine of sampled token embeddings",
+    finding = kit.finding(
+        model,
+        "embedding_mean_cosine",
         value=geo.mean_cosine,
         expected=kit.band(expect, default),
         null=_geometry_null(model, "mean_cosine", 0.0, "mean 0"),
         interval=geo.cosine_interval,
         n=geo.n_sample,
         seed=geo.seed,
-        random_init=model.random_init,
         details={
             "cosine_std": geo.cosine_std,
             "analytic_null_sd_per_pair": geo.null_cosine_sd,
@@ -227,9 +221,9 @@ def pentachoron_cv(model: LoadedModel, expect: SimplexCVExpect | None) -> kit.Ev
     dim = int(table.shape[1])
     null = gaussian_null_cv(dim, std, n_simplices=n, seed=seed, device=model.device)
     matched = _covariance_matched(model, table, std, n, seed)
-    finding = kit.Finding(
-        model=model.name,
-        property="simplex_cv",
+    finding = kit.finding(
+        model,
+        "simplex_cv",
         statistic="CV of 4-simplex volumes of the token embedding",
         value=measured.value,
         expected=kit.band(expect),
@@ -239,7 +233,6 @@ def pentachoron_cv(model: LoadedModel, expect: SimplexCVExpect | None) -> kit.Ev
         interval=measured.interval,
         n=measured.n_valid,
         seed=seed,
-        random_init=model.random_init,
         details={
             "tensor": entry.tensor,
             "measured": measured.as_dict(),

@@ -116,15 +116,14 @@ def alpha(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
             f"({sorted(set(st for _, e in shaped for st in e.power_law.status))})"
         )
     null_shaped = _shaped(model.null_batteries()[0])
-    finding = kit.Finding(
-        model=model.name,
-        property="esd_alpha",
+    finding = kit.finding(
+        model,
+        "esd_alpha",
         statistic="median over projection matrices of the power-law tail exponent α",
         value=float(np.median(alphas)),
         expected=kit.band(expect, None),
         null=(null := kit.null_of(model, _median_alpha)),
         n=int(alphas.size),
-        random_init=model.random_init,
         details={
             "roles": {
                 s.label: {"layers": list(s.layers), **e.power_law.as_dict()} for s, e in shaped
@@ -150,15 +149,14 @@ def spikes(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation
     assert share is not None  # _measured found projections
     n = sum(len(e) for _, e in shaped)
     default = random_init_spikes(n) if model.random_init else None
-    finding = kit.Finding(
-        model=model.name,
-        property="esd_spikes",
+    finding = kit.finding(
+        model,
+        "esd_spikes",
         statistic="share of projection matrices with eigenvalues above the MP edge + TW margin",
         value=share,
         expected=kit.band(expect, default),
         null=(null := kit.null_of(model, _spike_share)),
         n=n,
-        random_init=model.random_init,
         details={
             "roles": {s.label: {"layers": list(s.layers), **_bulk_dict(e)} for s, e in shaped},
             **({"null_note": NO_SAMPLED_NULL} if null is None else {}),
@@ -180,15 +178,14 @@ def correlation_traps(model: LoadedModel, expect: kit.Expectation | None) -> kit
         raise kit.NotApplicableError(f"model {model.name!r} has no projection to shuffle")
     roles = list(battery.traps.values())
     n = sum(t.status == OK for r in roles for t in r.traps)
-    finding = kit.Finding(
-        model=model.name,
-        property="esd_correlation_traps",
+    finding = kit.finding(
+        model,
+        "esd_correlation_traps",
         statistic="share of projections whose entry-shuffled copy rises above the MP edge + TW",
         value=share,
         expected=kit.band(expect, random_init_spikes(n) if model.random_init else None),
         null=(null := kit.null_of(model, _trap_share)),
         n=n,
-        random_init=model.random_init,
         details={
             "roles": {r.label: r.as_dict() for r in roles},
             "sampled": dict(battery.traps_sampled),

@@ -79,17 +79,15 @@ def reference_forward(model: LoadedModel, expect: kit.Expectation | None) -> kit
         if result.max_error > worst[0]:
             worst = (result.max_error, f"{case.label}: {result.worst.what}")
     runner.release()
-    finding = kit.Finding(
-        model=model.name,
-        property="reference_forward",
-        statistic="max relative error of reference vs library (blocks, embeddings, chained)",
+    finding = kit.finding(
+        model,
+        "reference_forward",
         value=worst[0],
         expected=kit.Expected(
             None, TOLERANCE, "float32 precision: the anatomy's roles are the model"
         ),
         null=None,
         n=len(comparisons),
-        random_init=model.random_init,
         details={"worst": worst[1], "comparisons": comparisons, "dtype": sorted(dtypes)},
     )
     return kit.Evaluation(finding)
@@ -125,14 +123,12 @@ def call_census_check(model: LoadedModel, expect: kit.Expectation | None) -> kit
             }
         )
     runner.release()
-    finding = kit.Finding(
-        model=model.name,
-        property="module_call_census",
-        statistic="module kinds whose call count differs from the config's prediction",
+    finding = kit.finding(
+        model,
+        "module_call_census",
         value=float(len(mismatched)),
         expected=kit.Expected(0.0, 0.0, "prediction from config.json and the model code"),
         null=None,
-        random_init=model.random_init,
         details={
             "predicted": cases[0]["predicted"],
             "measured": cases[0]["measured"],
@@ -209,16 +205,15 @@ def layer_variation(model: LoadedModel, expect: kit.Expectation | None) -> kit.E
     null = _null(model)
     tracked = {"median_before": statistics.median(before)}
     tracked |= {f"median_after_{r}": statistics.median(v) for r, v in by_role.items() if v}
-    finding = kit.Finding(
-        model=model.name,
-        property="layer_variation",
+    finding = kit.finding(
+        model,
+        "layer_variation",
         statistic="median over consecutive layer pairs and roles of ‖W_{l+1} − W_l‖/‖W_l‖ "
         "after gauge alignment",
         value=statistics.median(after),
         expected=None,
         null=null,
         n=len(after),
-        random_init=model.random_init,
         details={
             "pairs": pairs,
             "median_before": statistics.median(before),

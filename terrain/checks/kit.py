@@ -1,5 +1,5 @@
 """What every check module works with, in one namespace: `from terrain.checks import kit`,
-then `kit.Property(...)`, `kit.Finding(...)`.
+then `kit.Property(...)`, `kit.finding(model, name, ...)`.
 
 It gathers the declaration types and value domains (terrain.property), a finding's parts
 (terrain.findings), the baseline tolerance, the battery's result and the evidence, and
@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from terrain.baselines import Tolerance
 from terrain.battery import BatteryResult
+from terrain.bootstrap import Interval
 from terrain.findings import Expected, Finding, Null
 from terrain.property import (
     COSINE,
@@ -29,6 +30,7 @@ from terrain.property import (
     Kind,
     NotApplicableError,
     Property,
+    declarations,
     declare,
 )
 from terrain.report.evidence import Evidence
@@ -57,8 +59,42 @@ __all__ = [
     "Tolerance",
     "band",
     "declare",
+    "finding",
     "null_of",
 ]
+
+
+def finding(
+    model: LoadedModel,
+    prop: str,
+    *,
+    value: float,
+    expected: Expected | None,
+    null: Null | None,
+    statistic: str | None = None,
+    interval: Interval | None = None,
+    n: int | None = None,
+    seed: int | None = None,
+    details: dict[str, Any] | None = None,
+    tracked: dict[str, float] | None = None,
+) -> Finding:
+    """The finding of the declared property `prop` on `model`: the model's name and
+    random-init label from the model, the statistic from the declaration unless the check
+    words it for this model (naming its worst role, its sample)."""
+    return Finding(
+        model=model.name,
+        property=prop,
+        statistic=declarations().get(prop).statistic if statistic is None else statistic,
+        value=value,
+        expected=expected,
+        null=null,
+        interval=interval,
+        n=n,
+        seed=seed,
+        random_init=model.random_init,
+        details={} if details is None else details,
+        tracked={} if tracked is None else tracked,
+    )
 
 
 def null_of(model: LoadedModel, statistic: Callable[[BatteryResult], float | None]) -> Null | None:

@@ -105,14 +105,13 @@ def _exactness(
         values.append(value)
         controls.append(control)
         details.append({"case": case.label, "value": value, "control": control, **extra})
-    finding = kit.Finding(
-        model=model.name,
-        property=prop,
+    finding = kit.finding(
+        model,
+        prop,
         statistic=statistic,
         value=max(values),
         expected=kit.Expected(0.0, 0.0, EXACT if prop != "modulator_null_space" else NULL_SPACE),
         null=kit.Null(min(controls), control_kind),
-        random_init=model.random_init,
         details={"cases": details, **{k: v for k, v in details[0].items() if k not in ("case",)}},
     )
     problems: tuple[str, ...] = ()
@@ -286,14 +285,13 @@ def sweep(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     def at(s: dict[float, dict[int, float]], alpha: float) -> float:
         return s[alpha][max(s[alpha])]
 
-    finding = kit.Finding(
-        model=model.name,
-        property="modulator_alpha_sweep",
+    finding = kit.finding(
+        model,
+        "modulator_alpha_sweep",
         statistic=f"drift of the last {stack} block's output at α = {SWEEP[-1]}",
         value=max(at(s, SWEEP[-1]) for _, _, s in results),
         expected=None,  # measured: the notebook's boundary is a claim to compare, not a band
         null=kit.Null(max(at(s, 0.0) for _, _, s in results), "α = 0 (exact no-op)"),
-        random_init=model.random_init,
         details={
             "sweep": {str(a): {str(k): v for k, v in d.items()} for a, d in first.items()},
             "cases": [

@@ -71,15 +71,14 @@ def _balance(model: LoadedModel, expect: kit.Expectation | None, *, cross: bool)
         layers = _layers(b, cross=cross)
         return _mean_balance(layers) if layers else None
 
-    finding = kit.Finding(
-        model=model.name,
-        property=prop,
+    finding = kit.finding(
+        model,
+        prop,
         statistic=f"mean positive share of the nonzero eigenvalues of sym(W_Q·W_Kᵀ), {what}",
         value=_mean_balance(measured),
         expected=kit.band(expect, default),
         null=kit.null_of(model, statistic),
         n=len(measured),
-        random_init=model.random_init,
         details={
             "claim": FORCED,
             "seed": "seed §6: T5-v1.1-XXL cross-attention balance 0.500 in all 24 layers",
@@ -131,11 +130,9 @@ def residual_inertia(model: LoadedModel, expect: kit.Expectation | None) -> kit.
     balance = _head_values(measured, "residual_balance")
     deficient = sum(q.rank_deficient_heads for q in measured)
     default = kit.Expected(0.5 - 1e-12, 0.5 + 1e-12, "Sylvester's law of inertia (full-rank heads)")
-    finding = kit.Finding(
-        model=model.name,
-        property="qk_residual_inertia",
-        statistic="mean over heads of the positive share of the nonzero eigenvalues "
-        "of sym(W_Q^hᵀW_K^h)",
+    finding = kit.finding(
+        model,
+        "qk_residual_inertia",
         value=float(np.mean(balance)),
         expected=kit.band(expect, default),
         null=kit.null_of(
@@ -143,7 +140,6 @@ def residual_inertia(model: LoadedModel, expect: kit.Expectation | None) -> kit.
             lambda b: float(np.mean(_head_values(b.qk, "residual_balance"))) if b.qk else None,
         ),
         n=int(balance.size),
-        random_init=model.random_init,
         details={
             "rank_deficient_heads": deficient,
             "off_balance_heads": [
@@ -175,15 +171,13 @@ def positive_mass(model: LoadedModel, expect: kit.Expectation | None) -> kit.Eva
         layers = _layers(b, cross=False)
         return float(np.mean(_head_values(layers, "residual_positive_mass"))) if layers else None
 
-    finding = kit.Finding(
-        model=model.name,
-        property="qk_positive_mass",
-        statistic="mean over self-attention heads of Σλ⁺/Σ|λ| of sym(W_Q^hᵀW_K^h)",
+    finding = kit.finding(
+        model,
+        "qk_positive_mass",
         value=float(np.mean(mass)),
         expected=kit.band(expect),
         null=kit.null_of(model, statistic),
         n=int(mass.size),
-        random_init=model.random_init,
         details={
             "per_layer": [
                 {

@@ -76,9 +76,9 @@ def digits(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation
                 "Qwen3.5-0.8B -0.862)"
             ),
         )
-    finding = kit.Finding(
-        model=model.name,
-        property="digit_manifold",
+    finding = kit.finding(
+        model,
+        "digit_manifold",
         statistic="Pearson correlation of |i-j| with the cosine of digit embeddings i, j",
         value=measured.correlation,
         expected=kit.band(expect, expected),
@@ -86,7 +86,6 @@ def digits(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation
         interval=measured.interval,
         n=45,
         seed=SEED,
-        random_init=model.random_init,
         details={
             "token_ids": rows,
             "measured": measured.as_dict(),
@@ -125,9 +124,9 @@ def categories(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evalua
             "claim: the mean intra-category lift exceeds the random-init null's, paired "
             "bootstrap CI of the difference excludes 0 (seed notebook §1 categories)",
         )
-    finding = kit.Finding(
-        model=model.name,
-        property="category_lift",
+    finding = kit.finding(
+        model,
+        "category_lift",
         statistic=(
             "mean over categories of intra-category cosine minus the vocabulary's mean "
             "pairwise cosine (single-token words)"
@@ -138,7 +137,6 @@ def categories(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evalua
         interval=measured.interval,
         n=sum(len(c.words) for c in measured.categories),
         seed=SEED,
-        random_init=model.random_init,
         details={
             "measured": measured.as_dict(),
             "null": null.as_dict(),
@@ -193,9 +191,9 @@ def geometry(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluati
         states = layer_states(module, tokenizer, LAYER_SENTENCES, model_name=name)
         curves[label] = layer_geometry(states.states, states.text_index, states.n_texts, seed=SEED)
     measured, null = curves[MODEL], curves[NULL]
-    finding = kit.Finding(
-        model=model.name,
-        property="layer_geometry",
+    finding = kit.finding(
+        model,
+        "layer_geometry",
         statistic=(
             "mean within-sentence token cosine at the last layer "
             f"({len(LAYER_SENTENCES)} fixed sentences; curves in details)"
@@ -205,7 +203,6 @@ def geometry(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluati
         null=kit.Null(float(null.mean_cosine[-1]), NULL_KIND),
         n=measured.n_tokens,
         seed=SEED,
-        random_init=model.random_init,
         details={
             "measured": measured.as_dict(),
             "null": null.as_dict(),

@@ -88,15 +88,14 @@ def q_sparsity(model: LoadedModel, expect: QSparsityExpect | None) -> kit.Evalua
         s = pooled(b, "q")
         return None if s is None else s.below[threshold]
 
-    finding = kit.Finding(
-        model=model.name,
-        property="q_sparsity",
+    finding = kit.finding(
+        model,
+        "q_sparsity",
         statistic=f"fraction of |W_Q| < {threshold:g}",
         value=q.below[threshold],
         expected=kit.band(expect),
         null=kit.null_of(model, statistic),
         n=q.n_values,
-        random_init=model.random_init,
         details={
             "roles": {r: s.as_dict() for r, s in roles.items()},
             "null_roles": {r: s.as_dict() for r, s in null_roles.items()},
@@ -120,15 +119,14 @@ def q_sparsity_scale_free(model: LoadedModel, expect: kit.Expectation | None) ->
         s = pooled(b, "q")
         return None if s is None else s.scale_free
 
-    finding = kit.Finding(
-        model=model.name,
-        property="q_sparsity_scale_free",
+    finding = kit.finding(
+        model,
+        "q_sparsity_scale_free",
         statistic=f"fraction of |W_Q| < {RELATIVE_SCALE:g}·std",
         value=q.scale_free,
         expected=kit.band(expect),
         null=kit.null_of(model, statistic),
         n=q.n_values,
-        random_init=model.random_init,
         details={
             "excess_kurtosis": q.excess_kurtosis,
             "null_excess_kurtosis": null_q.excess_kurtosis if null_q else None,
@@ -147,15 +145,14 @@ def _roles(model: LoadedModel) -> dict[str, RoleSparsity]:
 def weight_sparsity(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluation:
     measured = _roles(model)
     null = model.null_batteries()[0].sparsity
-    finding = kit.Finding(
-        model=model.name,
-        property="weight_sparsity",
+    finding = kit.finding(
+        model,
+        "weight_sparsity",
         statistic=f"share of all 2-D weights with |w| < {HEADLINE:g}",
         value=_below(measured, HEADLINE),
         expected=kit.band(expect),
         null=kit.null_of(model, lambda b: _below(b.sparsity, HEADLINE) if b.sparsity else None),
         n=sum(s.n_values for s in measured.values()),
-        random_init=model.random_init,
         details={
             "thresholds": list(THRESHOLDS),
             "roles": {label: s.as_dict() for label, s in measured.items()},
@@ -185,9 +182,9 @@ def weight_sparsity_scale_free(
 ) -> kit.Evaluation:
     measured = _roles(model)
     null = model.null_batteries()[0].sparsity
-    finding = kit.Finding(
-        model=model.name,
-        property="weight_sparsity_scale_free",
+    finding = kit.finding(
+        model,
+        "weight_sparsity_scale_free",
         statistic=f"share of all 2-D weights with |w| < {RELATIVE_SCALE:g}·std of their tensor",
         value=_pooled_share(measured, lambda s: s.scale_free),
         expected=kit.band(expect),
@@ -196,7 +193,6 @@ def weight_sparsity_scale_free(
             lambda b: _pooled_share(b.sparsity, lambda s: s.scale_free) if b.sparsity else None,
         ),
         n=sum(s.n_values for s in measured.values()),
-        random_init=model.random_init,
         details={
             "roles": {
                 label: {"scale_free": s.scale_free, "excess_kurtosis": s.excess_kurtosis}

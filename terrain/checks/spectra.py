@@ -106,15 +106,14 @@ def stable_rank(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evalu
     measured = _measured(model)
     null = projections(model.null_batteries()[0])
     n_min = min(s.spectra.n for s in measured)
-    finding = kit.Finding(
-        model=model.name,
-        property="spectral_stable_rank",
+    finding = kit.finding(
+        model,
+        "spectral_stable_rank",
         statistic="median over projection matrices of stable rank / Marchenko–Pastur value",
         value=_median([s.stable_rank_ratio() for s in measured]),
         expected=kit.band(expect, _mp_band(model, stable_rank_tolerance(n_min))),
         null=_ratio_null(model, "stable_rank_ratio"),
         n=sum(len(s.layers) for s in measured),
-        random_init=model.random_init,
         details={
             "roles": {s.label: s.as_dict() for s in measured},
             "null_mean_stable_rank": {s.label: float(np.mean(s.spectra.stable_rank)) for s in null},
@@ -140,15 +139,14 @@ def participation_ratio(model: LoadedModel, expect: kit.Expectation | None) -> k
     measured = _measured(model)
     null = projections(model.null_batteries()[0])
     n_min = min(s.spectra.n for s in measured)
-    finding = kit.Finding(
-        model=model.name,
-        property="spectral_participation_ratio",
+    finding = kit.finding(
+        model,
+        "spectral_participation_ratio",
         statistic="median over projection matrices of (Σσ)²/Σσ² / Marchenko–Pastur value",
         value=_median([s.participation_ratio_ratio() for s in measured]),
         expected=kit.band(expect, _mp_band(model, participation_tolerance(n_min))),
         null=_ratio_null(model, "participation_ratio_ratio"),
         n=sum(len(s.layers) for s in measured),
-        random_init=model.random_init,
         details={
             "definition": "(Σσ)²/Σσ², the seed's; eigen form (Σσ²)²/Σσ⁴ tracked",
             "roles": {
@@ -214,15 +212,14 @@ def condition_number(model: LoadedModel, expect: kit.Expectation | None) -> kit.
     measured = _measured(model)
     null = projections(model.null_batteries()[0])
     logs, singular = _log10_conditions(measured)
-    finding = kit.Finding(
-        model=model.name,
-        property="spectral_condition_number",
+    finding = kit.finding(
+        model,
+        "spectral_condition_number",
         statistic="median over projection matrices of log10 condition number",
         value=float(np.median(logs)) if logs.size else math.nan,
         expected=kit.band(expect),
         null=kit.null_of(model, _median_log_condition),
         n=sum(len(s.layers) for s in measured),
-        random_init=model.random_init,
         details={
             "singular_at_float64_resolution": singular,
             "roles": {

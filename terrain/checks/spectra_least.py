@@ -48,15 +48,14 @@ def least_stable_rank(model: LoadedModel, expect: kit.Expectation | None) -> kit
         return None if found is None or found[2] != m else found[0]
 
     null = kit.null_of(model, statistic) or kit.Null(1.0, MP_NULL)
-    finding = kit.Finding(
-        model=model.name,
-        property="spectral_stable_rank_min",
+    finding = kit.finding(
+        model,
+        "spectral_stable_rank_min",
         statistic=f"least stable rank / Marchenko–Pastur over {m} projections ({where})",
         value=value,
         expected=kit.band(expect),
         null=null,
         n=m,
-        random_init=model.random_init,
         details={"least": where, "matrices": m},
     )
     return kit.Evaluation(finding)

@@ -93,9 +93,9 @@ def measure_symmetry(model: LoadedModel, name: str) -> kit.Evaluation:
     if float32_reason:
         source += f"; float32 precision: {float32_reason}"
     dtypes = sorted({str(case.dtype).removeprefix("torch.") for case, _ in results})
-    finding = kit.Finding(
-        model=model.name,
-        property=name,
+    finding = kit.finding(
+        model,
+        name,
         statistic="max relative change of the output over seeded group elements",
         value=worst.max_error,
         expected=kit.Expected(None, tolerance, source),
@@ -105,7 +105,6 @@ def measure_symmetry(model: LoadedModel, name: str) -> kit.Evaluation:
         ),
         n=len(DRAWS) * len(results),
         seed=DRAWS[0],
-        random_init=model.random_init,
         details={
             **worst.as_dict(),
             "dtype": dtypes[0] if len(dtypes) == 1 else dtypes,

@@ -49,15 +49,13 @@ def dead_neurons(model: LoadedModel, expect: kit.Expectation | None) -> kit.Eval
         raise kit.NotApplicableError(f"model {model.name!r} has no MLP up/down pairs")
     null = model.null_batteries()[0].mlp
     default = kit.Expected(0.0, 0.0, CONCENTRATION) if model.random_init else None
-    finding = kit.Finding(
-        model=model.name,
-        property="mlp_dead_neurons",
-        statistic="share of MLP units with combined norm < 1% of the layer mean",
+    finding = kit.finding(
+        model,
+        "mlp_dead_neurons",
         value=_fraction(measured, "dead"),
         expected=kit.band(expect, default),
         null=kit.null_of(model, lambda b: _fraction(b.mlp, "dead") if b.mlp else None),
         n=sum(m.d_ff for m in measured),
-        random_init=model.random_init,
         details={
             "combination": "gate·up·down" if measured[0].gated else "up·down",
             "weak_share": _fraction(measured, "weak"),
@@ -89,17 +87,15 @@ def dead_gates(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evalua
     if not measured:
         raise kit.NotApplicableError(f"model {model.name!r}: ungated MLP (no mlp_gate role)")
     default = kit.Expected(0.0, 0.0, CONCENTRATION) if model.random_init else None
-    finding = kit.Finding(
-        model=model.name,
-        property="mlp_dead_gates",
-        statistic="share of gated MLP units with gate norm < 1% of the layer mean",
+    finding = kit.finding(
+        model,
+        "mlp_dead_gates",
         value=_fraction(measured, "gate_dead"),
         expected=kit.band(expect, default),
         null=kit.null_of(
             model, lambda b: _fraction(_gated(b.mlp), "gate_dead") if _gated(b.mlp) else None
         ),
         n=sum(m.d_ff for m in measured),
-        random_init=model.random_init,
         details={
             "gate_weak_share": _fraction(measured, "gate_weak"),
             "layers": [
@@ -132,17 +128,15 @@ def gain_spread(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evalu
         raise kit.NotApplicableError(f"model {model.name!r} has no norm gains")
     by_role = _per_layer(gains)
     null_by_role = _per_layer(model.null_batteries()[0].gains)
-    finding = kit.Finding(
-        model=model.name,
-        property="norm_gain_spread",
-        statistic="mean over norm gains of std(γ)",
+    finding = kit.finding(
+        model,
+        "norm_gain_spread",
         value=float(np.mean([g.std for g in gains])),
         expected=kit.band(expect),
         null=kit.null_of(
             model, lambda b: float(np.mean([g.std for g in b.gains])) if b.gains else None
         ),
         n=len(gains),
-        random_init=model.random_init,
         details={
             "gains": [g.as_dict() for g in gains],
             "null_mean_std": {
@@ -186,15 +180,13 @@ def gain_directions(model: LoadedModel, expect: kit.Expectation | None) -> kit.E
         ds = b.gain_directions
         return float(np.mean([d.mean_adjacent for d in ds.values()])) if ds else None
 
-    finding = kit.Finding(
-        model=model.name,
-        property="norm_gain_directions",
-        statistic="mean adjacent-layer cosine of unit gain directions γ̂",
+    finding = kit.finding(
+        model,
+        "norm_gain_directions",
         value=float(np.mean([d.mean_adjacent for d in directions.values()])),
         expected=kit.band(expect),
         null=kit.null_of(model, statistic),
         n=sum(len(d.layers) for d in directions.values()),
-        random_init=model.random_init,
         details={
             "roles": {k: d.as_dict() for k, d in directions.items()},
             "null_roles": {
@@ -247,9 +239,9 @@ def mixed_heads(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evalu
             np.nanmean([h.distance_correlation for h in t.heads])
         )
     scoped, scope = _scope(tables)
-    finding = kit.Finding(
-        model=model.name,
-        property="position_bias_mixed_heads",
+    finding = kit.finding(
+        model,
+        "position_bias_mixed_heads",
         statistic=f"share of relative-position-bias heads classed mixed ({scope})",
         value=_mixed(scoped),
         expected=kit.band(expect),
@@ -257,7 +249,6 @@ def mixed_heads(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evalu
             model, lambda b: _mixed(_scope(b.position_bias)[0]) if b.position_bias else None
         ),
         n=sum(t.n_heads for t in scoped),
-        random_init=model.random_init,
         details={
             "rule": "local: peak distance ≤ 2; global: peak in the 3 farthest buckets of its "
             "direction; mixed: otherwise",

@@ -86,9 +86,9 @@ def _similarity(
     null = cmp.null.correlations[similarity]
     diff = cmp.spearman_difference[similarity]
     label = SIMILARITY_NAMES[similarity]
-    finding = kit.Finding(
-        model=model.name,
-        property=f"wordnet_{similarity}_spearman",
+    finding = kit.finding(
+        model,
+        f"wordnet_{similarity}_spearman",
         statistic=f"Spearman correlation of definition cosine with {label} (noun pairs)",
         value=measured.spearman,
         expected=kit.band(
@@ -98,7 +98,6 @@ def _similarity(
         interval=measured.spearman_interval,
         n=measured.n_pairs,
         seed=SAMPLE_SEED,
-        random_init=model.random_init,
         details={
             "measured": measured.as_dict(),
             "null": null.as_dict(),
@@ -133,9 +132,9 @@ def band_gradient(model: LoadedModel, expect: kit.Expectation | None) -> kit.Eva
     value = cmp.model.gradient["path"]
     null = cmp.null.gradient["path"]
     diff = cmp.gradient_difference["path"]
-    finding = kit.Finding(
-        model=model.name,
-        property="wordnet_band_gradient",
+    finding = kit.finding(
+        model,
+        "wordnet_band_gradient",
         statistic=(
             "mean cosine of pairs with path similarity >= 0.25 minus pairs below 0.10 "
             "(the research's high and low bands)"
@@ -148,7 +147,6 @@ def band_gradient(model: LoadedModel, expect: kit.Expectation | None) -> kit.Eva
         interval=cmp.model.gradient_interval["path"],
         n=study.n_pairs,
         seed=SAMPLE_SEED,
-        random_init=model.random_init,
         details={
             "bands": {
                 MODEL: [b.as_dict() for b in cmp.model.bands["path"]],
@@ -190,9 +188,9 @@ def hypernym_decay(model: LoadedModel, expect: kit.Expectation | None) -> kit.Ev
     }
     measured, null = decays[MODEL], decays[NULL]
     diff = paired_interval(measured.bootstrap, null.bootstrap, what=" over chains")
-    finding = kit.Finding(
-        model=model.name,
-        property="hypernym_decay",
+    finding = kit.finding(
+        model,
+        "hypernym_decay",
         statistic=(
             f"mean cosine of a synset's definition with its 1st minus its {CHAIN_LENGTH}th "
             "first-hypernym's"
@@ -203,7 +201,6 @@ def hypernym_decay(model: LoadedModel, expect: kit.Expectation | None) -> kit.Ev
         interval=measured.interval,
         n=measured.n_chains,
         seed=SAMPLE_SEED,
-        random_init=model.random_init,
         details={
             "measured": measured.as_dict(),
             "null": null.as_dict(),
@@ -231,9 +228,9 @@ def lexname_lift(model: LoadedModel, expect: kit.Expectation | None) -> kit.Eval
         raise kit.NotApplicableError(str(e)) from None
     measured, null = lifts[MODEL], lifts[NULL]
     diff = paired_interval(measured.bootstrap, null.bootstrap, what=" over synsets")
-    finding = kit.Finding(
-        model=model.name,
-        property="lexname_lift",
+    finding = kit.finding(
+        model,
+        "lexname_lift",
         statistic=(
             "mean cosine of same-lexicographer-file synset pairs minus different-file pairs "
             "(files with >= 10 sampled synsets)"
@@ -246,7 +243,6 @@ def lexname_lift(model: LoadedModel, expect: kit.Expectation | None) -> kit.Eval
         interval=measured.interval,
         n=measured.n_items,
         seed=SAMPLE_SEED,
-        random_init=model.random_init,
         details={
             "measured": measured.as_dict(),
             "null": null.as_dict(),

@@ -52,9 +52,9 @@ def stability(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluat
             "by a margin whose t interval (per-seed paired differences) excludes 0 "
             f"(difference CI [{diff.interval.low:.4g}, {diff.interval.high:.4g}])",
         )
-    finding = kit.Finding(
-        model=model.name,
-        property="wordnet_stability",
+    finding = kit.finding(
+        model,
+        "wordnet_stability",
         statistic=(
             f"mean over {n_seeds} seeds of the path-similarity Spearman "
             f"({result.n_items} synsets and {result.n_pairs} pairs per seed)"
@@ -65,7 +65,6 @@ def stability(model: LoadedModel, expect: kit.Expectation | None) -> kit.Evaluat
         interval=measured.interval,
         n=n_seeds,
         seed=0,
-        random_init=model.random_init,
         details={"stability": result.as_dict()},
     )
     plots = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -352,7 +353,7 @@ def test_shuffle_is_seeded_and_a_permutation() -> None:
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_shuffle_is_the_entries_gathered_by_the_seeds_permutation(dtype: type) -> None:
     """The permutation every recorded trap was measured with: a[PCG64(seed).permutation]."""
-    w = np.random.default_rng(8).standard_normal((40, 90)).astype(dtype)
+    w: NDArray[np.floating[Any]] = np.random.default_rng(8).standard_normal((40, 90)).astype(dtype)
     expected = w.reshape(-1)[np.random.Generator(np.random.PCG64(5)).permutation(w.size)]
     assert np.array_equal(shuffled(w, 5), expected.reshape(w.shape))
 
